@@ -1,0 +1,247 @@
+"""COFT-AD (Sec. III) and its pretrained-only baseline, both behind the :class:`Detector` interface.
+
+Training (Eq. 6): L_all = L_Con + lambda_PP * L_PP + lambda_NP * L_NP, with BYOL's online network
+(backbone f, projector g, predictor q) and an EMA target (f^, g^). Each step draws a batch of
+``batch_size`` images from the k shots with replacement and augments every one afresh.
+Scoring (Eqs. 7-8): Gaussian on L2-normalised features of N_A augmented copies of the shots.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import trange
+
+from .backbones import Backbone, build_backbone
+from .byol import ema_update, mlp_head
+from .detector import FeatureDetector
+from .device import autocast
+from .errors import COFTADInputError
+from .losses import byol_loss, cross_instance_loss, fixed_center_loss, negative_pair_loss
+
+POSITIVE_PAIRS = ("cross_instance", "fixed_center", "none")
+FORMAT_VERSION = 1
+
+
+@dataclass
+class COFTADConfig:
+    """Every setting of COFT-AD. Values the paper gives are marked (paper); the rest are ours.
+
+    Attributes:
+        backbone: "resnet18" (paper), "resnet50" (Table VI) or "efficientnet_lite0" (offline default).
+        pretrained: ImageNet weights (True, paper) or random initialisation (Table VI, row 1).
+        weights_path: a local state_dict for the backbone instead of the hub cache.
+        preset: augmentation family of Sec. IV-C: "flowers", "cifar_c" or "industrial".
+        cutpaste_mode: "normal", "scar" or "union" when the preset's t_n is CutPaste.
+        image_size: side of the square input. The paper does not say; 224 is ResNet's ImageNet size.
+        steps: optimiser steps. The paper does not say. Measured on Flowers17 (see README, "Choices"):
+            AUROC moves little after ~100 steps at batch 64; 200 is the paper-profile default.
+        batch_size: images per step, drawn from the shots with replacement (paper: 64).
+        lr, betas: Adam (paper: 3e-4, (0.9, 0.99)).
+        ema_beta: target EMA rate. BYOL uses 0.996 over ~10^5 steps; with a few hundred steps
+            that barely moves the target, so we use 0.99 (a ~100-step memory).
+        proj_hidden, proj_dim: BYOL's head sizes (4096, 256); negligible cost next to the backbone.
+        contrastive: use L_Con (Eq. 1). Off together with the other losses = pretrained only.
+        positive_pair: "cross_instance" (Eq. 4), "fixed_center" (Deep SVDD centre, Table VI) or "none".
+        use_negative: add L_NP (Eq. 5), "COFT-AD (w/ np)".
+        lambda_pp, lambda_np: loss weights of Eq. 6 (paper: 0.8, 0.6).
+        n_aug: augmented copies N_A for the Gaussian (paper: 10).
+        l2_normalize: L2-normalise features before the Gaussian (paper: yes; Table VI ablation).
+        eps: diagonal added to Sigma.
+        bn_mode: "eval" freezes BatchNorm running statistics during fine-tuning (affine weights
+            still train); "train" uses batch statistics. With 5 distinct images per batch, train-mode
+            statistics collapsed the target's features in our measurements (FINDINGS.md), so "eval".
+        score_with: which backbone's features are scored after training: the EMA "target" (smoother,
+            measured better in FINDINGS.md) or the "online" one.
+        seed: seeds augmentation, batch sampling and head initialisation.
+        device: "auto" (CUDA when present), "cpu", "cuda", ...
+        eval_batch_size: batch size for feature extraction.
+        progress: show tqdm progress bars.
+    """
+
+    backbone: str = "efficientnet_lite0"
+    pretrained: bool = True
+    weights_path: str | None = None
+    preset: str = "flowers"
+    cutpaste_mode: str = "union"
+    image_size: int = 224
+    steps: int = 200
+    batch_size: int = 64
+    lr: float = 3e-4
+    betas: tuple[float, float] = (0.9, 0.99)
+    ema_beta: float = 0.99
+    proj_hidden: int = 4096
+    proj_dim: int = 256
+    contrastive: bool = True
+    positive_pair: Literal["cross_instance", "fixed_center", "none"] = "cross_instance"
+    use_negative: bool = False
+    lambda_pp: float = 0.8
+    lambda_np: float = 0.6
+    n_aug: int = 10
+    l2_normalize: bool = True
+    eps: float = 1e-3
+    bn_mode: Literal["eval", "train"] = "eval"
+    score_with: Literal["target", "online"] = "target"
+    seed: int = 0
+    device: str = "auto"
+    eval_batch_size: int = 128
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.positive_pair not in POSITIVE_PAIRS:
+            raise COFTADInputError(f"positive_pair={self.positive_pair!r}; choose one of {', '.join(POSITIVE_PAIRS)}")
+        if self.bn_mode not in ("eval", "train"):
+            raise COFTADInputError(f"bn_mode={self.bn_mode!r}; choose 'eval' or 'train'")
+        if self.score_with not in ("target", "online"):
+            raise COFTADInputError(f"score_with={self.score_with!r}; choose 'target' or 'online'")
+        if self.steps < 0 or self.batch_size < 2:
+            raise COFTADInputError(f"steps={self.steps}, batch_size={self.batch_size}: need steps >= 0 and batch_size >= 2")
+        self.betas = tuple(self.betas)
+
+    @property
+    def fine_tunes(self) -> bool:
+        """Whether any loss term is on (otherwise the detector is 'pretrained only')."""
+        return self.steps > 0 and (self.contrastive or self.positive_pair != "none" or self.use_negative)
+
+
+class COFTAD(FeatureDetector):
+    """COntrastive Fine-Tuning for few-shot Anomaly Detection.
+
+    Example:
+        >>> det = COFTAD(backbone="efficientnet_lite0", preset="flowers", steps=100, seed=0)
+        >>> det.fit(["shot1.jpg", "shot2.jpg", "shot3.jpg"])
+        >>> scores = det.score_samples(["test1.jpg", "test2.jpg"])  # higher = more anomalous
+
+    Any field of :class:`COFTADConfig` is a keyword argument.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        unknown = set(kwargs) - {f.name for f in dataclasses.fields(COFTADConfig)}
+        if unknown:
+            raise COFTADInputError(f"{type(self).__name__}: unknown argument(s) {sorted(unknown)}")
+        self.config = COFTADConfig(**kwargs)
+        c = self.config
+        super().__init__(
+            image_size=c.image_size, preset=c.preset, n_aug=c.n_aug, l2_normalize=c.l2_normalize,
+            eps=c.eps, seed=c.seed, device=c.device, eval_batch_size=c.eval_batch_size,
+            cutpaste_mode=c.cutpaste_mode, progress=c.progress,
+        )
+        # Fail on a bad backbone name or missing weights now, not after data loading.
+        self._pretrained_net = build_backbone(c.backbone, pretrained=c.pretrained, weights_path=c.weights_path)
+        self.history: list[dict[str, float]] = []
+
+    def _set_train_mode(self, nets: list[torch.nn.Module]) -> None:
+        for net in nets:
+            net.train(self.config.bn_mode == "train")
+
+    def _train(self, shots: torch.Tensor) -> Backbone:
+        """Fine-tune a copy of the pretrained backbone on (k, 3, S, S) shots with Eq. 6."""
+        c = self.config
+        online = copy.deepcopy(self._pretrained_net).to(self.device)
+        if not c.fine_tunes:
+            return online
+        dim = online.feature_dim
+        projector = mlp_head(dim, c.proj_hidden, c.proj_dim).to(self.device)
+        predictor = mlp_head(c.proj_dim, c.proj_hidden, c.proj_dim).to(self.device)
+        target = copy.deepcopy(online).requires_grad_(False)
+        target_projector = copy.deepcopy(projector).requires_grad_(False)
+        params = list(online.parameters()) + list(projector.parameters()) + list(predictor.parameters())
+        opt = torch.optim.Adam(params, lr=c.lr, betas=c.betas)
+        center = None
+        if c.positive_pair == "fixed_center":
+            # Deep SVDD fixes c from one forward pass of the initial network over the shots.
+            online.eval()
+            with torch.no_grad(), autocast(self.device):
+                center = online(shots).float().mean(0)
+
+        self.history = []
+        for step in trange(c.steps, desc="COFT-AD fine-tuning", disable=not self.progress, leave=False):
+            self._set_train_mode([online, target])
+            projector.train(), predictor.train(), target_projector.train()
+            idx = torch.randint(len(shots), (c.batch_size,), device=self.device)
+            x = shots[idx]
+            v1, v2 = self.augment.positive(x), self.augment.positive(x)
+            online_in = [v1, v2] + ([self.augment.negative(x)] if c.use_negative else [])
+            target_in = [v1, v2] + ([x] if c.use_negative else [])
+            n = c.batch_size
+            with autocast(self.device):
+                # One pass per network over all views: with frozen BatchNorm statistics this is
+                # identical to separate passes and much faster.
+                z_all = online(torch.cat(online_in))
+                with torch.no_grad():
+                    zt_all = target(torch.cat(target_in))
+                z1, z2 = z_all[:n], z_all[n : 2 * n]
+                zt1, zt2 = zt_all[:n], zt_all[n : 2 * n]
+                terms: dict[str, torch.Tensor] = {}
+                if c.contrastive:
+                    p1, p2 = predictor(projector(z1)), predictor(projector(z2))
+                    with torch.no_grad():
+                        t1, t2 = target_projector(zt1), target_projector(zt2)
+                    terms["con"] = byol_loss(p1, p2, t1, t2)
+                if c.positive_pair == "cross_instance":
+                    perm = torch.randperm(n, device=self.device)
+                    terms["pp"] = c.lambda_pp * cross_instance_loss(z1, zt2, perm)
+                elif c.positive_pair == "fixed_center":
+                    terms["pp"] = c.lambda_pp * fixed_center_loss(z1, center)
+                if c.use_negative:
+                    terms["np"] = c.lambda_np * negative_pair_loss(zt_all[2 * n :], z_all[2 * n :])
+                loss = sum(terms.values())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            ema_update(target, online, c.ema_beta)
+            ema_update(target_projector, projector, c.ema_beta)
+            self.history.append({"step": step, "loss": float(loss.detach())} | {k: float(v.detach()) for k, v in terms.items()})
+        return target if c.score_with == "target" else online
+
+    # -- persistence --------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write ``<path>/config.json`` and ``<path>/weights.safetensors`` (no pickles)."""
+        if self.scoring_net is None or self.density.mean is None:
+            raise RuntimeError("COFTAD.save: fit() the detector first")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        tensors = {f"backbone.{k}": v.detach().cpu().contiguous() for k, v in self.scoring_net.state_dict().items()}
+        tensors.update({f"density.{k}": v.cpu().contiguous() for k, v in self.density.state_dict().items()})
+        save_file(tensors, str(path / "weights.safetensors"))
+        meta = {"format_version": FORMAT_VERSION, "class": type(self).__name__, "config": dataclasses.asdict(self.config)}
+        (path / "config.json").write_text(json.dumps(meta, indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str = "auto") -> COFTAD:
+        """Read a detector written by :meth:`save`; it scores exactly as the saved one did."""
+        path = Path(path)
+        cfg_file, w_file = path / "config.json", path / "weights.safetensors"
+        for f in (cfg_file, w_file):
+            if not f.is_file():
+                raise COFTADInputError(f"{f}: missing; expected a folder written by COFTAD.save()")
+        meta = json.loads(cfg_file.read_text())
+        config = dict(meta["config"], device=device, pretrained=False, weights_path=None)
+        det = _DETECTOR_CLASSES.get(meta.get("class", cls.__name__), cls)(**config)
+        tensors = load_file(str(w_file))
+        net = copy.deepcopy(det._pretrained_net)
+        net.load_state_dict({k[len("backbone."):]: v for k, v in tensors.items() if k.startswith("backbone.")})
+        det.scoring_net = net.to(det.device)
+        det.density.load_state_dict({k[len("density."):]: v for k, v in tensors.items() if k.startswith("density.")})
+        return det
+
+
+class PretrainedDetector(COFTAD):
+    """ImageNet features + the same Gaussian, no fine-tuning (Table VI row 2, Table VIII row 1)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs = {**kwargs, "steps": 0}
+        super().__init__(**kwargs)
+
+
+_DETECTOR_CLASSES = {"COFTAD": COFTAD, "PretrainedDetector": PretrainedDetector}
