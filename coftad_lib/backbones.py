@@ -199,8 +199,12 @@ def build_backbone(
     pretrained: bool = True,
     weights_path: str | os.PathLike | None = None,
     download_timeout_s: float = 20.0,
+    init_seed: int = 0,
 ) -> Backbone:
     """Build a backbone by name with ImageNet weights (``pretrained=True``) or random initialisation.
+
+    ``init_seed`` seeds the random initialisation (the layers ImageNet weights overwrite, or all
+    of them with ``pretrained=False``).
 
     Raises:
         COFTADInputError: unknown name.
@@ -209,6 +213,10 @@ def build_backbone(
     """
     if name not in BACKBONES:
         raise COFTADInputError(f"backbone={name!r} is not known; choose one of {', '.join(BACKBONES)}")
-    if name.startswith("resnet"):
-        return _build_resnet(name, pretrained, weights_path, download_timeout_s)
-    return _build_efficientnet_lite0(pretrained, weights_path)
+    # Random initialisation draws from its own seeded stream: building a model never moves the
+    # caller's RNG, and a random-init backbone (Table VI, row 1) is the same for the same seed.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed)
+        if name.startswith("resnet"):
+            return _build_resnet(name, pretrained, weights_path, download_timeout_s)
+        return _build_efficientnet_lite0(pretrained, weights_path)

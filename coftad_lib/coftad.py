@@ -136,7 +136,9 @@ class COFTAD(FeatureDetector):
             cutpaste_mode=c.cutpaste_mode, progress=c.progress,
         )
         # Fail on a bad backbone name or missing weights now, not after data loading.
-        self._pretrained_net = build_backbone(c.backbone, pretrained=c.pretrained, weights_path=c.weights_path)
+        self._pretrained_net = build_backbone(
+            c.backbone, pretrained=c.pretrained, weights_path=c.weights_path, init_seed=c.seed
+        )
         self.history: list[dict[str, float]] = []
 
     def _set_train_mode(self, nets: list[torch.nn.Module]) -> None:

@@ -52,7 +52,9 @@ class BaseDetector(Detector):
         self.augment = make_augmentations(preset, image_size)
         if self.uses_backbone:
             # Built here so a bad name or missing weights fail before any data is read.
-            self._initial_backbone = build_backbone(backbone, pretrained=pretrained, weights_path=weights_path)
+            self._initial_backbone = build_backbone(
+                backbone, pretrained=pretrained, weights_path=weights_path, init_seed=seed
+            )
 
     def new_backbone(self) -> Backbone:
         """A fresh copy of the ImageNet-initialised backbone on the device."""
