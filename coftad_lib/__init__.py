@@ -5,11 +5,31 @@ Public API::
     from coftad_lib import COFTAD, PretrainedDetector, auroc
     det = COFTAD(backbone="efficientnet_lite0", preset="flowers").fit(shots)
     scores = det.score_samples(test_images)
+
+Names are imported lazily so that light entry points (data_prep CLIs, the runner's
+argument parsing) start without importing torch.
 """
 
-from .coftad import COFTAD, COFTADConfig, PretrainedDetector
-from .metrics import auroc
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["COFTAD", "COFTADConfig", "PretrainedDetector", "auroc", "__version__"]
+_LAZY = {
+    "COFTAD": "coftad_lib.coftad",
+    "COFTADConfig": "coftad_lib.coftad",
+    "PretrainedDetector": "coftad_lib.coftad",
+    "auroc": "coftad_lib.metrics",
+    "load_task": "coftad_lib.datasets",
+    "make_detector": "coftad_lib.methods",
+}
+
+__all__ = [*_LAZY, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'coftad_lib' has no attribute {name!r}")

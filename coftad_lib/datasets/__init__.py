@@ -34,6 +34,13 @@ def dataset_module(dataset: str):
     return importlib.import_module(f"{__name__}.{DATASETS[dataset]}")
 
 
+def tasks_for(dataset: str) -> list[str]:
+    """The task names a table iterates over for ``dataset`` (classes, categories, pairs)."""
+    mod = dataset_module(dataset)
+    by_variant = getattr(mod, "TASKS_BY_VARIANT", None)
+    return list(by_variant[dataset] if by_variant else mod.TASKS)
+
+
 def load_task(
     dataset: str, root: str | os.PathLike, shots: int, seed: int = 0, **protocol_args: Any
 ) -> FewShotTask:
@@ -50,4 +57,4 @@ def load_task(
     return mod.load(root, shots=shots, seed=seed, **protocol_args)
 
 
-__all__ = ["FewShotTask", "load_task", "dataset_module", "DATASETS"]
+__all__ = ["FewShotTask", "load_task", "tasks_for", "dataset_module", "DATASETS"]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..images import Images
+if TYPE_CHECKING:  # importing images.py pulls in torch; data_prep CLIs should start fast
+    from ..images import Images
 
 
 @dataclass
@@ -28,8 +29,8 @@ class FewShotTask:
 
     dataset: str
     name: str
-    train: Images
-    test: Images
+    train: Images  # noqa: F821
+    test: Images  # noqa: F821
     test_labels: np.ndarray
     test_kinds: list[str]
     train_ids: list[str]

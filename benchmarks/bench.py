@@ -1,0 +1,147 @@
+"""Cost of COFT-AD and of every competing method, as ratios against plain backbone passes.
+
+Usage:
+    python benchmarks/bench.py --backbone efficientnet_lite0 --batch 64 --image-size 224
+    python benchmarks/bench.py --methods coftad,patchcore,cflow --fit-steps 20
+
+Rows printed:
+- ``train step``: one COFT-AD step (two positive views, plus negatives with --negative) against
+  the plain backbone forward + backward over the same number of images. The ratio is the
+  overhead of augmentation, the EMA target pass, heads and the EMA update.
+- ``scoring``: images/s of COFTAD.score_samples (Mahalanobis included) against plain inference.
+- one row per method: fit seconds on k shots and scoring images/s at the same size.
+Timing uses wall clock with CUDA synchronisation, after warm-up; it is a measurement, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+
+import torch
+
+from coftad_lib import COFTAD
+from coftad_lib.backbones import build_backbone
+from coftad_lib.device import autocast, memory_format, resolve_device
+
+
+def _timeit(fn, device: torch.device, repeats: int) -> float:
+    """Median seconds of ``fn()`` over ``repeats`` runs after two warm-ups."""
+    for _ in range(2):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
+def bench_core(args: argparse.Namespace, device: torch.device) -> None:
+    """Print the train-step and scoring ratios of COFT-AD against plain backbone passes."""
+    b, s = args.batch, args.image_size
+    shots = torch.rand(args.shots, 3, s, s)
+    n_views = 3 if args.negative else 2
+    net = build_backbone(args.backbone, pretrained=args.backbone == "efficientnet_lite0").to(device).eval()
+    x = torch.rand(b * n_views, 3, s, s, device=device).contiguous(memory_format=memory_format(device))
+
+    def plain_fwd_bwd() -> None:
+        with autocast(device):
+            loss = net(x).float().sum()
+        loss.backward()
+
+    # Plain forward of the target network is part of a step too; count it in the baseline.
+    tgt = copy.deepcopy(net).requires_grad_(False)
+
+    def plain_step() -> None:
+        plain_fwd_bwd()
+        with torch.no_grad(), autocast(device):
+            tgt(x)
+
+    det = COFTAD(backbone=args.backbone, pretrained=args.backbone == "efficientnet_lite0",
+                 image_size=s, steps=1, batch_size=b, use_negative=args.negative,
+                 device=str(device), progress=False, n_aug=2)
+    shots_dev = shots.to(device)
+
+    def coftad_step() -> None:
+        det.config.steps = 1
+        det._train(shots_dev)
+
+    # _train builds fresh heads and copies each call; time several steps to amortise that.
+    def coftad_steps(n: int = args.steps_per_call) -> None:
+        det.config.steps = n
+        det._train(shots_dev)
+
+    t_plain = _timeit(plain_step, device, args.repeats)
+    t_one = _timeit(coftad_step, device, args.repeats)
+    t_many = _timeit(coftad_steps, device, args.repeats)
+    per_step = (t_many - t_one) / (args.steps_per_call - 1)
+    print(f"device={device} backbone={args.backbone} batch={b} image={s} views={n_views}")
+    print(f"plain fwd+bwd (+target fwd) over {b * n_views} images: {t_plain * 1e3:8.1f} ms")
+    print(f"COFT-AD train step:                      {per_step * 1e3:8.1f} ms  ratio {per_step / t_plain:5.2f}x")
+    print(f"COFT-AD setup per fit (copies, heads):   {(t_one - per_step) * 1e3:8.1f} ms")
+
+    det.config.steps = 0
+    det.fit(shots)
+    test = torch.rand(args.score_images, 3, s, s)
+
+    def plain_infer() -> None:
+        with torch.no_grad():
+            for i in range(0, len(test), det.eval_batch_size):
+                with autocast(device):
+                    net(test[i : i + det.eval_batch_size].to(device, memory_format=memory_format(device)))
+
+    t_inf = _timeit(plain_infer, device, args.repeats)
+    t_score = _timeit(lambda: det.score_samples(test), device, args.repeats)
+    print(f"plain inference:  {len(test) / t_inf:9.1f} images/s")
+    print(f"score_samples:    {len(test) / t_score:9.1f} images/s  ratio {t_score / t_inf:5.2f}x")
+
+
+def bench_methods(args: argparse.Namespace, device: torch.device) -> None:
+    """One row per method: fit seconds and scoring throughput at the benchmark size."""
+    from coftad_lib.methods import make_detector
+
+    shots = torch.rand(args.shots, 3, args.image_size, args.image_size)
+    test = torch.rand(args.score_images, 3, args.image_size, args.image_size)
+    print(f"\n{'method':<12} {'fit s':>8} {'score img/s':>12}   (k={args.shots}, steps={args.fit_steps})")
+    for name in args.methods.split(","):
+        det = make_detector(name, backbone=args.backbone, image_size=args.image_size,
+                            steps=args.fit_steps, batch_size=args.batch, device=str(device), progress=False)
+        t0 = time.perf_counter()
+        det.fit(shots)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t_fit = time.perf_counter() - t0
+        t_score = _timeit(lambda det=det: det.score_samples(test), device, max(1, args.repeats // 2))
+        print(f"{name:<12} {t_fit:8.2f} {len(test) / t_score:12.1f}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backbone", default="efficientnet_lite0")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--shots", type=int, default=5)
+    p.add_argument("--negative", action="store_true", help="include the negative-pair views")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--steps-per-call", type=int, default=6)
+    p.add_argument("--score-images", type=int, default=512)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--methods", default="", help="comma-separated registry names for per-method rows")
+    p.add_argument("--fit-steps", type=int, default=20)
+    p.add_argument("--skip-core", action="store_true")
+    args = p.parse_args()
+    device = resolve_device(args.device)
+    if not args.skip_core:
+        bench_core(args, device)
+    if args.methods:
+        bench_methods(args, device)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""Your own images as a few-shot anomaly detection task.
+
+Layout::
+
+    <root>/train/            normal images (any depth, e.g. train/good/*.png)
+    <root>/test/good/        normal test images   (a folder named good, normal or ok)
+    <root>/test/<defect>/    anomalous test images, one folder per anomaly type
+
+or, instead of the test folders, a CSV file with columns ``path,label`` (label 1 = anomaly,
+0 = normal; an optional ``kind`` column names the anomaly type; paths relative to ``root``).
+This mirrors the MVTec layout, so a category folder of MVTec AD also loads.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+from ..errors import COFTADInputError, DatasetNotFoundError
+from .sampling import choose, rng_for
+from .task import FewShotTask
+
+#: user-defined: no fixed task list
+TASKS: list[str] = []
+
+#: test sub-folder names (case-insensitive) that hold normal images; any other folder is an anomaly type
+NORMAL_FOLDER_NAMES: tuple[str, ...] = ("good", "normal", "ok")
+
+IMAGE_EXTS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+
+HOW_TO_GET = """\
+Your own data: put normal training images under <root>/train/ and test images under
+<root>/test/good/ (normal) and <root>/test/<anomaly type>/ (anomalies); or list the test images in
+a CSV with columns path,label (0 normal, 1 anomaly; paths relative to <root>) and pass
+labels_csv=<file>."""
+
+
+def _images_under(folder: Path) -> list[Path]:
+    """Image files anywhere under ``folder``, sorted by relative path."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _test_from_folders(test_root: Path) -> tuple[list[Path], list[int], list[str]]:
+    if not test_root.is_dir():
+        raise DatasetNotFoundError(f"{test_root}: test folder not found\n{HOW_TO_GET}")
+    loose = [p for p in test_root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS]
+    if loose:
+        raise COFTADInputError(
+            f"{test_root}: {len(loose)} images lie directly in the test folder (e.g. {loose[0].name}); "
+            f"put them in a label folder ({'/'.join(NORMAL_FOLDER_NAMES)} for normal, any other name for anomalies)"
+        )
+    paths: list[Path] = []
+    labels: list[int] = []
+    kinds: list[str] = []
+    for sub in sorted(p for p in test_root.iterdir() if p.is_dir()):
+        files = _images_under(sub)
+        if not files:
+            raise COFTADInputError(
+                f"{sub}: test label folder has no images; expected {', '.join(sorted(IMAGE_EXTS))} files"
+            )
+        is_normal = sub.name.lower() in NORMAL_FOLDER_NAMES
+        paths += files
+        labels += [0 if is_normal else 1] * len(files)
+        kinds += [sub.name] * len(files)
+    return paths, labels, kinds
+
+
+def _test_from_csv(csv_path: Path, root: Path) -> tuple[list[Path], list[int], list[str]]:
+    if not csv_path.is_file():
+        raise DatasetNotFoundError(f"labels_csv={csv_path}: file not found\n{HOW_TO_GET}")
+    paths: list[Path] = []
+    labels: list[int] = []
+    kinds: list[str] = []
+    with open(csv_path, newline="") as f:
+        reader = csv.DictReader(f)
+        cols = [c.strip().lower() for c in (reader.fieldnames or [])]
+        if "path" not in cols or "label" not in cols:
+            raise COFTADInputError(
+                f"{csv_path}: expected a header with columns path,label (optionally kind), got {reader.fieldnames}"
+            )
+        for line_no, row in enumerate(reader, start=2):
+            row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k is not None}
+            p = Path(row["path"])
+            p = p if p.is_absolute() else root / p
+            if not p.is_file():
+                raise COFTADInputError(f"{csv_path}, line {line_no}: image {p} not found")
+            if row["label"] not in ("0", "1"):
+                raise COFTADInputError(
+                    f"{csv_path}, line {line_no}: label {row['label']!r}; expected 0 (normal) or 1 (anomaly)"
+                )
+            lab = int(row["label"])
+            paths.append(p)
+            labels.append(lab)
+            kinds.append(row.get("kind") or ("normal" if lab == 0 else "anomaly"))
+    return paths, labels, kinds
+
+
+def load(
+    root: str | os.PathLike,
+    shots: int | None = None,
+    seed: int = 0,
+    *,
+    train_dir: str = "train",
+    test_dir: str = "test",
+    labels_csv: str | os.PathLike | None = None,
+) -> FewShotTask:
+    """Build a task from a folder of your own images (layout in the module docstring).
+
+    Args:
+        shots: number of normal training images to draw; 0 or None uses all of them.
+        labels_csv: CSV with columns path,label[,kind] listing the test images; relative paths
+            are resolved against ``root``; a relative ``labels_csv`` is looked up in the working
+            directory, then in ``root``.
+
+    Returns:
+        FewShotTask whose ``train`` / ``test`` are lists of image paths; ``test_kinds`` are the
+        label folder names (or the CSV's kind / "normal" / "anomaly").
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetNotFoundError(f"{root}: folder not found\n{HOW_TO_GET}")
+    train_root = root / train_dir
+    if not train_root.is_dir():
+        raise DatasetNotFoundError(f"{train_root}: training folder not found\n{HOW_TO_GET}")
+    train_all = _images_under(train_root)
+    if not train_all:
+        raise COFTADInputError(
+            f"{train_root}: no training images; expected {', '.join(sorted(IMAGE_EXTS))} files"
+        )
+    name = root.name
+    if shots is None or shots == 0:
+        train = train_all
+    else:
+        train, _ = choose(
+            train_all,
+            int(shots),
+            rng_for(seed, "folder", name, "shots"),
+            f"{train_root} (normal training images)",
+        )
+
+    if labels_csv is not None:
+        csv_path = Path(labels_csv)
+        csv_path = csv_path if csv_path.is_absolute() or csv_path.is_file() else root / csv_path
+        test, labels, kinds = _test_from_csv(csv_path, root)
+        where = str(csv_path)
+    else:
+        test, labels, kinds = _test_from_folders(root / test_dir)
+        where = str(root / test_dir)
+    if 0 not in labels or 1 not in labels:
+        missing = "normal" if 0 not in labels else "anomalous"
+        raise COFTADInputError(
+            f"{where}: no {missing} test images; AUROC needs both normal and anomalous images"
+        )
+    overlap = {p.resolve() for p in train} & {p.resolve() for p in test}
+    if overlap:
+        raise COFTADInputError(
+            f"{where}: {len(overlap)} test images are also training shots (e.g. {next(iter(overlap))})"
+        )
+
+    info = {
+        "protocol": "folder",
+        "shots": len(train),
+        "shots_requested": shots,
+        "seed": seed,
+        "n_train_available": len(train_all),
+        "test_source": "labels_csv" if labels_csv is not None else f"{test_dir}/<label folder>",
+        "normal_folder_names": list(NORMAL_FOLDER_NAMES),
+    }
+    return FewShotTask(
+        dataset="folder",
+        name=name,
+        train=[str(p) for p in train],
+        test=[str(p) for p in test],
+        test_labels=labels,
+        test_kinds=kinds,
+        train_ids=[_rel(p, root) for p in train],
+        test_ids=[_rel(p, root) for p in test],
+        info=info,
+    )

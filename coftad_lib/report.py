@@ -1,0 +1,154 @@
+"""One-page report ``results/REPORT.md``: every table and figure found, who made it, and where we differ.
+
+Reads what the notebooks and the runner wrote: ``tables/table_*.csv`` and ``*_summary.csv``
+(:mod:`coftad_lib.results_tables`), ``figures/*.json`` (:func:`coftad_lib.figures.save_figure`),
+``status/*.json`` (:func:`coftad_lib.reproduce.record_status`) and ``runs/summary.json`` (runner).
+Differences are listed by the rule of :func:`coftad_lib.results_tables.differs`:
+``|ours - paper| > max(2 * std over seeds, 1 point)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .paper_values import TABLE_TITLES, TABLES, display_name
+from .reproduce.cache import atomic_write_text
+from .results_tables import MIN_FLAG_POINTS
+
+_TABLE_FILE = re.compile(r"^table_(.+)\.csv$")
+
+
+def _table_key(name: str) -> tuple[int, str]:
+    return (TABLES.index(name) if name in TABLES else len(TABLES), name)
+
+
+def _uniq(df: pd.DataFrame, col: str) -> str:
+    if col not in df:
+        return "?"
+    vals = sorted({str(v) for v in df[col].dropna() if str(v)})
+    return ", ".join(vals) or "?"
+
+
+def _tables_section(root: Path) -> tuple[list[str], list[pd.DataFrame], set[str]]:
+    folder = root / "tables"
+    found = sorted((m.group(1) for p in folder.glob("table_*.csv")
+                    if (m := _TABLE_FILE.match(p.name)) and not p.name.endswith("_summary.csv")), key=_table_key)
+    lines = ["## Tables", ""]
+    summaries, profiles = [], set()
+    if not found:
+        return lines + ["No tables found.", ""], summaries, profiles
+    lines += ["| table | what | profile | backbone | cells ok / missing | files |", "|---|---|---|---|---:|---|"]
+    for name in found:
+        df = pd.read_csv(folder / f"table_{name}.csv", keep_default_na=True)
+        profiles.update(str(v) for v in df.get("profile", pd.Series(dtype=str)).dropna())
+        n_ok = int((df["status"] == "ok").sum()) if "status" in df else 0
+        n_miss = int((df["status"] == "missing").sum()) if "status" in df else 0
+        links = [f"[md](tables/table_{name}.md)", f"[csv](tables/table_{name}.csv)"]
+        summ = folder / f"table_{name}_summary.csv"
+        if summ.exists():
+            links.append(f"[summary](tables/table_{name}_summary.csv)")
+            s = pd.read_csv(summ)
+            s["profile"] = _uniq(df, "profile")
+            summaries.append(s)
+        lines.append(f"| {name} | {TABLE_TITLES.get(name, '')} | {_uniq(df, 'profile')} | {_uniq(df, 'backbone')} "
+                     f"| {n_ok} / {n_miss} | {' '.join(links)} |")
+    return lines + [""], summaries, profiles
+
+
+def _figures_section(root: Path) -> tuple[list[str], set[str]]:
+    folder = root / "figures"
+    metas = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    images = sorted(p for p in folder.glob("*") if p.suffix in (".png", ".pdf")) if folder.is_dir() else []
+    lines = ["## Figures", ""]
+    profiles: set[str] = set()
+    described = {m.stem for m in metas}
+    if not metas and not images:
+        return lines + ["No figures found.", ""], profiles
+    lines += ["| figure | profile | notebook | files |", "|---|---|---|---|"]
+    for meta in metas:
+        info = json.loads(meta.read_text())
+        profiles.add(str(info.get("profile", "")))
+        files = " ".join(f"[{f.rsplit('.', 1)[-1]}](figures/{f})" for f in info.get("files", []))
+        lines.append(f"| {meta.stem} | {info.get('profile') or '?'} | {info.get('notebook') or '?'} | {files} |")
+    for stem in sorted({p.stem for p in images} - described):
+        files = " ".join(f"[{p.suffix[1:]}](figures/{p.name})" for p in images if p.stem == stem)
+        lines.append(f"| {stem} | ? (no sidecar JSON) | ? | {files} |")
+    return lines + [""], profiles
+
+
+def _differences_section(summaries: list[pd.DataFrame], profiles: set[str]) -> list[str]:
+    lines = ["## Where ours differs from the paper", "",
+             f"Rule: |ours - paper| > max(2 x std of ours over seeds, {MIN_FLAG_POINTS:g} point) in AUROC %. "
+             "The paper gives no spread; with one seed only the 1-point floor applies.", ""]
+    if "smoke" in profiles:
+        lines += ["Smoke-profile numbers use a small backbone, tiny images, few steps and capped test sets: "
+                  "they check that the pipeline runs and are not expected to match the paper.", ""]
+    if not summaries:
+        return lines + ["No summaries found.", ""]
+    s = pd.concat(summaries, ignore_index=True)
+    flagged = s[s["differs"].astype(str).str.lower() == "true"] if "differs" in s else s.iloc[0:0]
+    n_cmp = int((s["paper"].notna() & s["mean"].notna()).sum())
+    lines.append(f"{len(flagged)} of {n_cmp} compared cells differ.")
+    lines.append("")
+    if flagged.empty:
+        return lines
+    lines += ["| table | setting | method | task | ours | paper | ours - paper | threshold | profile |",
+              "|---|---|---|---|---:|---:|---:|---:|---|"]
+    for r in flagged.itertuples():
+        ours = f"{r.mean:.1f}" + (f" ± {r.std:.1f}" if r.n_ok > 1 else "")
+        lines.append(f"| {r.table} | {r.setting} | {display_name(r.method)} | {r.task} | {ours} | {r.paper:.2f} "
+                     f"| {r.diff:+.1f} | {r.threshold:.1f} | {r.profile} |")
+    return lines + [""]
+
+
+def _notebooks_section(root: Path) -> tuple[list[str], dict[str, str], set[str]]:
+    lines = ["## Notebooks", ""]
+    missing: dict[str, str] = {}
+    statuses = {p.stem: json.loads(p.read_text()) for p in sorted((root / "status").glob("*.json"))}
+    run_file = root / "runs" / "summary.json"
+    run: dict[str, Any] = json.loads(run_file.read_text()) if run_file.exists() else {}
+    profiles = {str(st.get("profile")) for st in statuses.values() if st.get("profile")}
+    if run.get("meta", {}).get("profile"):
+        profiles.add(str(run["meta"]["profile"]))
+    for st in statuses.values():
+        for m in st.get("missing", []):
+            missing.setdefault(m["dataset"], m["message"])
+    if run:
+        meta = run.get("meta", {})
+        lines += [f"Last run: profile `{meta.get('profile')}`, seeds `{meta.get('seeds')}`, strict "
+                  f"`{meta.get('strict')}` ([summary](runs/summary.md)).", "",
+                  "| notebook | status | seconds | missing | executed |", "|---|---|---:|---|---|"]
+        for nb in run.get("notebooks", []):
+            miss = ", ".join(m["dataset"] for m in nb.get("missing", []))
+            exe = f"[ipynb](executed/{Path(nb['executed']).name})" if nb.get("executed") else ""
+            lines.append(f"| {nb['name']} | {nb['status']} | {nb['seconds']:.1f} | {miss} | {exe} |")
+    elif statuses:
+        lines += ["| notebook | status | profile | missing |", "|---|---|---|---|"]
+        for name, st in statuses.items():
+            miss = ", ".join(m["dataset"] for m in st.get("missing", []))
+            lines.append(f"| {name} | {st.get('status')} | {st.get('profile')} | {miss} |")
+    else:
+        lines.append("No notebook status found.")
+    return lines + [""], missing, profiles
+
+
+def write_report(results_dir: str | os.PathLike = "results") -> Path:
+    """Build ``<results_dir>/REPORT.md`` from the tables, figures and status files found there."""
+    root = Path(results_dir)
+    nb_lines, missing, nb_profiles = _notebooks_section(root)
+    tab_lines, summaries, tab_profiles = _tables_section(root)
+    fig_lines, fig_profiles = _figures_section(root)
+    profiles = {p for p in tab_profiles | fig_profiles | nb_profiles if p}
+    lines = ["# COFT-AD reproduction report", "",
+             f"Profiles found: {', '.join(sorted(profiles)) or 'none'}. Tables are AUROC in %, ours beside the "
+             "paper's value (see each table's notes for doubts about the paper's text).", ""]
+    lines += nb_lines + tab_lines + fig_lines + _differences_section(summaries, profiles)
+    if missing:
+        lines += ["## Missing datasets", ""] + [f"- **{d}**: {msg}" for d, msg in sorted(missing.items())] + [""]
+    return atomic_write_text(root / "REPORT.md", "\n".join(lines).rstrip() + "\n")

@@ -1,0 +1,74 @@
+"""CLI: ``python -m coftad_lib.reproduce --profile smoke|paper [options]`` runs the notebook series.
+
+Examples:
+    python -m coftad_lib.reproduce --profile smoke
+    python -m coftad_lib.reproduce --profile paper --only 01,04 --seeds 0,1,2 --strict
+    python -m coftad_lib.reproduce --profile smoke --param STEPS=5 --data-root ../shared/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import COFTADInputError
+from .profiles import PROFILES
+from .runner import EXIT_USAGE, run_series
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` -> (KEY, value); VALUE is a Python literal when it parses as one, else a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise COFTADInputError(f"--param {text!r}: expected KEY=VALUE with KEY a Python name")
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        value = raw
+    return key, value
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's argument parser."""
+    p = argparse.ArgumentParser(prog="python -m coftad_lib.reproduce", description=__doc__.split("\n")[0],
+                                epilog="Exit codes: 0 ok, 1 a notebook failed, 2 bad arguments, "
+                                       "3 --strict and data were missing.")
+    p.add_argument("--profile", required=True, choices=sorted(PROFILES), help="run size (see profiles.py)")
+    p.add_argument("--only", type=_csv, default=None, help="comma list of notebook numbers or names (01,04 or mvtec)")
+    p.add_argument("--seeds", type=lambda s: [int(x) for x in _csv(s)], default=None,
+                   help="comma list of seeds (default: the profile's)")
+    p.add_argument("--strict", action="store_true", help="missing datasets or weights are an error (exit 3)")
+    p.add_argument("--data-root", default=None,
+                   help="folder holding the datasets (default: $COFTAD_DATA_ROOT, ./data, or ../shared/data)")
+    p.add_argument("--out", default="results", help="output folder (default: results)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra notebook parameter (repeatable); must be assigned in the notebook's parameters cell")
+    p.add_argument("--notebooks", default="notebooks", help="folder of NN_*.ipynb (default: notebooks)")
+    p.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: python3)")
+    p.add_argument("--log-output", action="store_true", help="stream notebook output to this terminal")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments, run the series, return the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        params = dict(parse_param(t) for t in args.param)
+        code, _ = run_series(args.profile, only=args.only, seeds=args.seeds, strict=args.strict,
+                             data_root=args.data_root, out_dir=args.out, params=params,
+                             notebooks_dir=args.notebooks, kernel_name=args.kernel, log_output=args.log_output)
+    except COFTADInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,380 @@
+"""Units of work ("cells") behind every number of the paper's tables, run once and cached.
+
+A :class:`Cell` is one detector on one few-shot task with one seed: load the task, build the
+detector, fit it on the k normal shots, score the test set, compute AUROC (Sec. IV-C). The result
+record is written atomically as JSON under ``<cache_dir>/cells/<key>.json``; a rerun with the same
+cell, profile and library version returns it without recomputing.
+
+Independence: :func:`run_cell` reads only its arguments, the data folder and the cache; it builds
+its own detector and passes the cell's seed to it, and shares no state with other cells. Cells can
+therefore run in any order, in separate processes or on separate machines that share (or later
+merge) ``cache_dir``; two workers racing on one cell at worst do the same work twice, and the
+atomic ``os.replace`` keeps one complete record.
+
+Kinds of work (``Cell.kind``):
+- ``"score"`` (default): ``fit(task.train)`` then ``score_samples(task.test)``.
+- ``"embed"``: as ``"score"`` when the detector can score, plus ``embed(task.train)`` and
+  ``embed(task.test)`` saved to ``<cache_dir>/cells/<key>.npz`` (read with :func:`load_features`);
+  for Table VIII (other scorers on one feature extractor) and Fig. 6 (t-SNE).
+Anything else (e.g. a figure's own computation) goes through :func:`coftad_lib.reproduce.cached`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from ..errors import COFTADInputError, DatasetNotFoundError, WeightsUnavailableError
+from ..versions import VERSION_KEYS, library_version, versions
+from .cache import atomic_save_npz, atomic_write_json, canonical_json, digest, load_npz
+from .profiles import detector_kwargs, get_profile, table_limits
+
+KINDS: tuple[str, ...] = ("score", "embed")
+
+#: dataset name -> sub-folder of DATA_ROOT handed to its loader, following each module's HOW_TO_GET
+#: (``data/mvtec_ad``, ``data/aitex_crops``, ...); a dataset module may override it with a module
+#: attribute ``DEFAULT_DIR``, a caller with a ``{dataset: folder}`` mapping as ``data_root``.
+DATASET_DIRS: dict[str, str] = {
+    "flowers17": "flowers17",
+    "cifar10c": "cifar10c",
+    "cifar100c": "cifar100c",
+    "mvtec": "mvtec_ad",
+    "aitex": "aitex_crops",
+    "magnetic_tile": "magnetic_tile",
+    "semicon": "semicon_slices",
+    "folder": ".",
+}
+
+#: ``task_args`` keys applied by :func:`run_cell` to the loaded task rather than passed to the loader
+#: (both via :mod:`coftad_lib.datasets.protocols`, seeded with the cell's seed):
+#: ``max_test_per_class``: int, keep at most this many normal and this many anomalous test items;
+#: ``imbalanced``: ``{"n_normal": 500, "n_anomalies": 5}`` for Table IX.
+TEST_PROTOCOL_KEYS: tuple[str, ...] = ("max_test_per_class", "imbalanced")
+
+#: placeholder in ``task_args`` string values replaced by the data root at run time, so a path
+#: argument (e.g. CIFAR's ``clean_root``) does not put a machine's absolute path into the cache key
+DATA_ROOT_TOKEN = "{DATA_ROOT}"
+
+#: bump when the record layout changes, so old cache entries are not read as new ones
+RECORD_SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work: ``method`` on task ``task`` of ``dataset`` with ``shots`` shots and ``seed``.
+
+    Attributes:
+        table: the table or figure the cell belongs to (``"II"``, ``"fig7"``); a label.
+        dataset: name for :func:`coftad_lib.datasets.load_task` (``"cifar10c"``, ``"mvtec"``).
+        task: the table column (``"airplane"``, ``"bottle"``, ``"Daffodil/Tulip"``).
+        shots: k normal training images.
+        method: registry name for :func:`coftad_lib.methods.make_detector` (``"coftad_np"``).
+        method_kwargs: keyword arguments of ``make_detector`` except ``seed`` (JSON-able).
+        seed: seed of the task's sampling and of the detector.
+        task_args: protocol arguments of ``load_task`` (select the task, e.g. ``{"task": "bottle"}``),
+            plus the test-set keys of :data:`TEST_PROTOCOL_KEYS`; string values starting with
+            ``"{DATA_ROOT}"`` are resolved against the data root at run time.
+        setting: table setting label (default ``"<shots>-shot"``), e.g. ``"ResNet50"``, ``"N_A=5"``.
+        label: table row name when it is not ``method`` (e.g. ``"ablation:contrastive"``).
+        kind: ``"score"`` or ``"embed"`` (see module docstring).
+
+    ``table``, ``setting`` and ``label`` are labels, not part of :meth:`key`: the same work asked
+    for by two tables (Table VII's 10-shot COFT-AD is Table V's) runs once.
+    """
+
+    table: str
+    dataset: str
+    task: str
+    shots: int
+    method: str
+    method_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    task_args: Mapping[str, Any] = field(default_factory=dict)
+    setting: str | None = None
+    label: str | None = None
+    kind: str = "score"
+
+    def __post_init__(self) -> None:
+        for name in ("table", "dataset", "task", "method"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise COFTADInputError(f"Cell.{name}={getattr(self, name)!r}: expected a non-empty string")
+        if isinstance(self.shots, bool) or not isinstance(self.shots, int) or self.shots < 0:
+            raise COFTADInputError(f"Cell.shots={self.shots!r}: expected an int >= 0")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise COFTADInputError(f"Cell.seed={self.seed!r}: expected an int")
+        if self.kind not in KINDS:
+            raise COFTADInputError(f"Cell.kind={self.kind!r}: expected one of {', '.join(KINDS)}")
+        if "seed" in self.method_kwargs:
+            raise COFTADInputError("Cell.method_kwargs has 'seed': put the seed in Cell.seed (run_cell passes it)")
+        # Own copies, so that mutating the caller's dicts cannot change a cell's key afterwards.
+        object.__setattr__(self, "method_kwargs", json.loads(canonical_json(dict(self.method_kwargs), "Cell.method_kwargs")))
+        object.__setattr__(self, "task_args", json.loads(canonical_json(dict(self.task_args), "Cell.task_args")))
+
+    def __hash__(self) -> int:
+        return hash(canonical_json(asdict(self)))
+
+    @property
+    def row_setting(self) -> str:
+        """Setting label used in tables: ``setting`` or ``"<shots>-shot"``."""
+        return self.setting if self.setting is not None else f"{self.shots}-shot"
+
+    @property
+    def row_method(self) -> str:
+        """Row name used in tables: ``label`` or ``method``."""
+        return self.label if self.label is not None else self.method
+
+    def work(self) -> dict[str, Any]:
+        """The fields that decide the result (everything except the labels table/setting/label)."""
+        return {"dataset": self.dataset, "task": self.task, "shots": self.shots, "method": self.method,
+                "method_kwargs": dict(self.method_kwargs), "seed": self.seed,
+                "task_args": dict(self.task_args), "kind": self.kind}
+
+    def key(self, profile: str) -> str:
+        """SHA-256 of the cell's work (canonical JSON) + profile name + library version + record schema."""
+        return digest({"cell": self.work(), "profile": profile, "coftad_lib": library_version(),
+                       "schema": RECORD_SCHEMA})
+
+
+def make_cell(table: str, dataset: str, task: str, shots: int, method: str, seed: int,
+              profile: str | Mapping[str, Any], *, setting: str | None = None, label: str | None = None,
+              kind: str = "score", task_args: Mapping[str, Any] | None = None,
+              **method_overrides: Any) -> Cell:
+    """A :class:`Cell` with the profile's detector kwargs and the table's test-set cap filled in.
+
+    ``method_kwargs`` = :func:`~coftad_lib.reproduce.profiles.detector_kwargs` (backbone, image_size,
+    steps, batch_size, device, and n_aug for Gaussian-scored methods) updated by ``method_overrides``.
+    ``task_args`` defaults to ``{"task": task}`` when the dataset's loader takes a ``task`` argument
+    (AITEX and SemiCon have one task and do not); the profile's ``max_test_per_class`` for ``table``
+    is added when not None and not already given.
+    """
+    prof = get_profile(profile)
+    if task_args is None:
+        params = _loader_params(dataset)
+        args = {"task": task} if params is None or "task" in params else {}
+    else:
+        args = dict(task_args)
+    if table in prof["limits"]:
+        cap = table_limits(prof, table).get("max_test_per_class")
+        if cap is not None:
+            args.setdefault("max_test_per_class", cap)
+    return Cell(table=table, dataset=dataset, task=task, shots=shots, method=method,
+                method_kwargs=detector_kwargs(prof, method, **method_overrides), seed=seed,
+                task_args=args, setting=setting, label=label, kind=kind)
+
+
+def dataset_root(data_root: str | os.PathLike | Mapping[str, Any], dataset: str) -> Path:
+    """Folder handed to ``load_task`` for ``dataset``: ``data_root/<sub-folder>`` or ``data_root[dataset]``."""
+    if isinstance(data_root, Mapping):
+        if dataset not in data_root:
+            raise COFTADInputError(f"data_root mapping has no entry for dataset {dataset!r}; has {sorted(data_root)}")
+        return Path(data_root[dataset])
+    sub = DATASET_DIRS.get(dataset, dataset)
+    try:
+        from ..datasets import dataset_module
+        sub = getattr(dataset_module(dataset), "DEFAULT_DIR", sub)
+    except (ImportError, COFTADInputError):
+        pass  # the loader reports an unknown or unimplemented dataset itself, with a clearer message
+    return Path(data_root) / sub
+
+
+def cell_path(cache_dir: str | os.PathLike, key: str) -> Path:
+    """Where the record of cell ``key`` lives: ``<cache_dir>/cells/<key>.json``."""
+    return Path(cache_dir) / "cells" / f"{key}.json"
+
+
+def _load_task(dataset: str, root: Path, shots: int, seed: int, **task_args: Any):
+    from ..datasets import load_task
+    return load_task(dataset, root, shots=shots, seed=seed, **task_args)
+
+
+def _loader_params(dataset: str) -> set[str] | None:
+    """Argument names of the dataset module's ``load``; None when the module cannot be imported."""
+    try:
+        from ..datasets import dataset_module
+        return set(inspect.signature(dataset_module(dataset).load).parameters)
+    except (ImportError, COFTADInputError, AttributeError, ValueError, TypeError):
+        return None
+
+
+def _resolve_root_token(value: Any, data_root: str | os.PathLike | Mapping[str, Any]) -> Any:
+    if isinstance(value, str) and value.startswith(DATA_ROOT_TOKEN):
+        if isinstance(data_root, Mapping):
+            raise COFTADInputError(f"task_args value {value!r} uses {DATA_ROOT_TOKEN}, but data_root is a mapping")
+        return str(Path(data_root) / value[len(DATA_ROOT_TOKEN):].lstrip("/"))
+    return value
+
+
+def load_cell_task(cell: Cell, data_root: str | os.PathLike | Mapping[str, Any]):
+    """The cell's FewShotTask: loader arguments from ``task_args``, then :data:`TEST_PROTOCOL_KEYS`.
+
+    A ``max_test_per_class`` cap is also handed to loaders that can subsample while loading
+    (CIFAR-C's ``max_test_normal`` / ``max_test_per_corruption``), so that they do not build the
+    full test set first; the exact cap is then applied to the loaded task.
+    """
+    from ..datasets import protocols
+
+    args = {k: _resolve_root_token(v, data_root) for k, v in cell.task_args.items()}
+    cap = args.pop("max_test_per_class", None)
+    imbalanced = args.pop("imbalanced", None)
+    params = _loader_params(cell.dataset) or set()
+    if cap is not None and {"max_test_normal", "max_test_per_corruption"} <= params:
+        args.setdefault("max_test_normal", cap)
+        args.setdefault("max_test_per_corruption", cap)
+    task = _load_task(cell.dataset, dataset_root(data_root, cell.dataset), cell.shots, cell.seed, **args)
+    if cap is not None:
+        task = protocols.subsample_test(task, max_normal=cap, max_anomalies=cap, seed=cell.seed)
+    if imbalanced is not None:
+        if not isinstance(imbalanced, Mapping) or set(imbalanced) - {"n_normal", "n_anomalies"}:
+            raise COFTADInputError(f"task_args['imbalanced']={imbalanced!r}: expected {{'n_normal': int, 'n_anomalies': int}}")
+        task = protocols.imbalanced(task, seed=cell.seed, **imbalanced)
+    return task
+
+
+def _make_detector(method: str, **kwargs: Any):
+    from ..methods import make_detector
+    return make_detector(method, **kwargs)
+
+
+def _auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    from ..metrics import auroc
+    return auroc(scores, labels)
+
+
+def _how_to_get(dataset: str) -> str:
+    try:
+        from ..datasets import dataset_module
+        return str(getattr(dataset_module(dataset), "HOW_TO_GET", ""))
+    except Exception:  # a hint only; the exception message already says what is missing
+        return ""
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=str))
+
+
+def _profile_name(profile: str | Mapping[str, Any]) -> str:
+    return profile if isinstance(profile, str) else str(profile["name"])
+
+
+def _labelled(record: dict[str, Any], cell: Cell, cached: bool) -> dict[str, Any]:
+    """The record with this cell's labels (a cached record may come from another table)."""
+    out = dict(record)
+    out.update(table=cell.table, setting=cell.row_setting, label=cell.row_method, cached=cached)
+    return out
+
+
+def run_cell(cell: Cell, data_root: str | os.PathLike | Mapping[str, Any], cache_dir: str | os.PathLike,
+             profile: str | Mapping[str, Any], *, strict: bool = False) -> dict[str, Any]:
+    """Run (or fetch from the cache) one cell; returns its record.
+
+    Record keys: key, status (``"ok"`` / ``"missing"``), message, how_to_get, dataset, task, shots,
+    method, label, setting, table, kind, seed, profile, backbone, method_kwargs, task_args, auroc
+    (in [0, 1]), scores / labels / test_ids / test_kinds (per test item), n_train, n_test,
+    n_anomalous, fit_seconds, score_seconds, task_info, features (npz path or None), versions, cached.
+
+    A missing dataset (:class:`DatasetNotFoundError`) or missing weights
+    (:class:`WeightsUnavailableError`) gives a record with status ``"missing"`` and the loader's
+    message (how to get it); it is not cached, so the cell runs once the data is there. With
+    ``strict=True`` the exception propagates instead. Any other error propagates.
+    """
+    prof = _profile_name(profile)
+    key = cell.key(prof)
+    path = cell_path(cache_dir, key)
+    if path.exists():
+        return _labelled(json.loads(path.read_text()), cell, cached=True)
+    backbone = cell.method_kwargs.get("backbone")
+    if backbone is None and not isinstance(profile, str):
+        backbone = profile.get("backbone")
+    device = str(cell.method_kwargs.get("device", "auto"))
+    base = {"key": key, "dataset": cell.dataset, "task": cell.task, "shots": cell.shots,
+            "method": cell.method, "kind": cell.kind, "seed": cell.seed, "profile": prof,
+            "backbone": backbone, "method_kwargs": dict(cell.method_kwargs),
+            "task_args": dict(cell.task_args), "versions": versions(device), "schema": RECORD_SCHEMA}
+    try:
+        task = load_cell_task(cell, data_root)
+        detector = _make_detector(cell.method, seed=cell.seed, **cell.method_kwargs)
+        t0 = time.perf_counter()
+        detector.fit(task.train)
+        fit_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        scores = np.asarray(detector.score_samples(task.test), dtype=np.float64).ravel()
+        score_s = time.perf_counter() - t0
+        feats = None
+        if cell.kind == "embed":
+            if not hasattr(detector, "embed"):
+                raise COFTADInputError(f"Cell.kind='embed' but detector {cell.method!r} has no embed()")
+            feats = {"train": np.asarray(detector.embed(task.train)), "test": np.asarray(detector.embed(task.test))}
+    except (DatasetNotFoundError, WeightsUnavailableError) as exc:
+        if strict:
+            raise
+        return _labelled({**base, "status": "missing", "message": str(exc),
+                          "how_to_get": _how_to_get(cell.dataset), "auroc": None, "cached": False}, cell, False)
+    labels = np.asarray(task.test_labels, dtype=np.int64)
+    if scores.shape != labels.shape:
+        raise COFTADInputError(f"{cell.method}.score_samples returned {scores.shape[0]} scores for "
+                               f"{labels.shape[0]} test items of {cell.dataset}/{cell.task}")
+    record = {**base, "status": "ok", "message": "", "how_to_get": "",
+              "auroc": _auroc(scores, labels), "scores": scores.tolist(), "labels": labels.tolist(),
+              "test_ids": [str(i) for i in task.test_ids], "test_kinds": [str(k) for k in task.test_kinds],
+              "n_train": int(task.shots), "n_test": int(labels.size), "n_anomalous": int(labels.sum()),
+              "fit_seconds": round(fit_s, 3), "score_seconds": round(score_s, 3),
+              "task_info": _jsonable(task.info), "features": None}
+    if feats is not None:
+        npz = path.with_suffix(".npz")
+        atomic_save_npz(npz, {"train": feats["train"], "test": feats["test"], "labels": labels})
+        record["features"] = npz.name
+    atomic_write_json(path, record)
+    return _labelled(record, cell, cached=False)
+
+
+def load_features(record: Mapping[str, Any], cache_dir: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Embeddings of an ``"embed"`` cell: ``train`` (k, D), ``test`` (M, D), ``labels`` (M,)."""
+    if not record.get("features"):
+        raise COFTADInputError(f"record {record.get('key')} has no features; build the cell with kind='embed'")
+    return load_npz(Path(cache_dir) / "cells" / record["features"])
+
+
+#: columns of :func:`run_cells`' DataFrame, in order
+ROW_COLUMNS: tuple[str, ...] = ("table", "setting", "dataset", "task", "shots", "method", "detector",
+                                "kind", "seed", "auroc", "status", "message", "profile", "backbone",
+                                "fit_seconds", "score_seconds", "cached", "key", *VERSION_KEYS)
+
+
+def record_row(record: Mapping[str, Any]) -> dict[str, Any]:
+    """One DataFrame row (:data:`ROW_COLUMNS`) from a :func:`run_cell` record."""
+    auc = record.get("auroc")
+    row = {"table": record["table"], "setting": record["setting"], "dataset": record["dataset"],
+           "task": record["task"], "shots": record["shots"], "method": record["label"],
+           "detector": record["method"], "kind": record["kind"], "seed": record["seed"],
+           "auroc": math.nan if auc is None else float(auc), "status": record["status"],
+           "message": record.get("message", ""), "profile": record["profile"],
+           "backbone": record.get("backbone"), "fit_seconds": record.get("fit_seconds", math.nan),
+           "score_seconds": record.get("score_seconds", math.nan), "cached": record.get("cached", False),
+           "key": record["key"]}
+    row.update({k: record.get("versions", {}).get(k, "") for k in VERSION_KEYS})
+    return row
+
+
+def run_cells(cells: Iterable[Cell], data_root: str | os.PathLike | Mapping[str, Any],
+              cache_dir: str | os.PathLike, profile: str | Mapping[str, Any], *, strict: bool = False,
+              progress: bool = True, desc: str | None = None) -> pd.DataFrame:
+    """Run every cell (cached ones are read back) with a tqdm bar; one row per cell (:data:`ROW_COLUMNS`).
+
+    ``auroc`` is in [0, 1] (NaN for missing cells). Cells are run one after another in the given
+    order; see the module docstring for why they could be spread over workers instead.
+    """
+    cells = list(cells)
+    rows = [record_row(run_cell(c, data_root, cache_dir, profile, strict=strict))
+            for c in tqdm(cells, desc=desc or "cells", disable=not progress, unit="cell")]
+    return pd.DataFrame(rows, columns=list(ROW_COLUMNS))

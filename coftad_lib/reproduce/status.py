@@ -1,0 +1,88 @@
+"""Per-notebook status files that the runner's summary and the report read.
+
+Each notebook ends with :func:`record_status`, which writes ``<OUT_DIR>/status/<notebook>.json``:
+whether every cell ran (``"ok"``) or some lacked data or weights (``"missing"``, with the loader's
+message on how to get them), which profile produced it, and which tables and figures it wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..errors import COFTADInputError
+from .cache import atomic_write_json
+
+#: environment variables the runner sets for the notebook kernel
+ENV_NOTEBOOK = "COFTAD_NOTEBOOK"
+ENV_PROFILE = "COFTAD_PROFILE"
+
+
+def status_path(out_dir: str | os.PathLike, notebook: str) -> Path:
+    """``<out_dir>/status/<notebook>.json``."""
+    return Path(out_dir) / "status" / f"{notebook}.json"
+
+
+def missing_from_frame(df: pd.DataFrame | None) -> list[dict[str, str]]:
+    """One ``{"dataset", "message"}`` per dataset with missing cells in a :func:`run_cells` frame."""
+    if df is None or df.empty or "status" not in df:
+        return []
+    miss = df[df["status"] == "missing"]
+    out = []
+    for dataset, group in miss.groupby("dataset", sort=True):
+        out.append({"dataset": str(dataset), "message": str(group["message"].iloc[0])})
+    return out
+
+
+def record_status(out_dir: str | os.PathLike, results: pd.DataFrame | Iterable[pd.DataFrame] | None = None, *,
+                  notebook: str | None = None, profile: str | None = None,
+                  missing: Sequence[Mapping[str, str]] = (), tables: Sequence[str] = (),
+                  figures: Sequence[str] = (), note: str = "") -> Path:
+    """Write this notebook's status JSON and return its path.
+
+    Args:
+        out_dir: the notebook's ``OUT_DIR`` parameter (``results``).
+        results: the :func:`run_cells` frame(s) of the notebook; missing datasets and cell counts
+            are read from them.
+        notebook: notebook name (stem); default: set by the runner in ``$COFTAD_NOTEBOOK``.
+        profile: profile name; default: the frames' ``profile`` column, else ``$COFTAD_PROFILE``.
+        missing: extra ``{"dataset", "message"}`` entries (work done outside :func:`run_cells`).
+        tables / figures: names of what the notebook wrote (e.g. ``["II"]``, ``["fig7_scores"]``).
+        note: free text shown in the summary.
+
+    Status is ``"ok"`` when nothing is missing, else ``"missing"``.
+    """
+    notebook = notebook or os.environ.get(ENV_NOTEBOOK)
+    if not notebook:
+        raise COFTADInputError(f"record_status: give notebook= (or run through the runner, which sets ${ENV_NOTEBOOK})")
+    frames = [] if results is None else [results] if isinstance(results, pd.DataFrame) else list(results)
+    df = pd.concat(frames, ignore_index=True) if frames else None
+    entries = {m["dataset"]: m for m in missing_from_frame(df)}
+    for m in missing:
+        if "dataset" not in m or "message" not in m:
+            raise COFTADInputError(f"record_status: missing entry {dict(m)!r} needs 'dataset' and 'message'")
+        entries.setdefault(str(m["dataset"]), {"dataset": str(m["dataset"]), "message": str(m["message"])})
+    if profile is None and df is not None and "profile" in df and df["profile"].notna().any():
+        profile = str(df["profile"].dropna().iloc[0])
+    n = 0 if df is None else len(df)
+    n_missing = 0 if df is None else int((df["status"] == "missing").sum())
+    payload: dict[str, Any] = {
+        "notebook": notebook,
+        "status": "missing" if entries else "ok",
+        "profile": profile or os.environ.get(ENV_PROFILE, ""),
+        "missing": [entries[k] for k in sorted(entries)],
+        "n_cells": n, "n_ok": n - n_missing, "n_missing": n_missing,
+        "tables": list(tables), "figures": list(figures), "note": note,
+    }
+    return atomic_write_json(status_path(out_dir, notebook), payload)
+
+
+def read_status(out_dir: str | os.PathLike, notebook: str) -> dict[str, Any] | None:
+    """The status a notebook wrote, or None if it wrote none."""
+    path = status_path(out_dir, notebook)
+    return json.loads(path.read_text()) if path.exists() else None

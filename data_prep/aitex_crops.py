@@ -1,0 +1,312 @@
+"""Cut the AITEX 4096 x 256 fabric scans into the paper's 256 x 256 patches (Sec. IV-A).
+
+Writes ``<out>/normal/*.png`` (``patches_per_image`` random patches per defect-free scan),
+``<out>/defect/*.png`` (the one patch of each defect scan that holds its defect) and
+``<out>/manifest.csv``. Every file is written to a temporary name and renamed, and the manifest is
+written last, so an interrupted run never looks finished; rerunning resumes it, and rerunning a
+finished run with the same parameters does nothing.
+
+This module also holds the run bookkeeping (parameters file, atomic PNG/CSV writes) that
+``data_prep.semicon_slices`` reuses.
+
+CLI::
+
+    python -m data_prep.aitex_crops --root data/aitex --out data/aitex_crops [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import os
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from coftad_lib.datasets.aitex import HOW_TO_GET, MANIFEST
+from coftad_lib.datasets.mvtec import check_image_file
+from coftad_lib.datasets.sampling import rng_for
+from coftad_lib.errors import COFTADInputError, DatasetNotFoundError, ImageReadError
+
+#: records the parameters of the run that is (or was) writing an output folder
+PARAMS_FILE = ".params.json"
+
+#: defect scans of the official release that ship without a mask. 0100_025_08 has none, and
+#: leaving it out gives the paper's count of 105 defect images; any other scan without a mask is
+#: an error.
+KNOWN_UNMASKED: tuple[str, ...] = ("0100_025_08",)
+
+_NAME = re.compile(r"^(\d{4})_(\d{3})_(\d{2})$")  # nnnn_ddd_ff: image, defect code, fabric code
+
+MANIFEST_FIELDS = [
+    "file", "label", "kind", "source", "x", "y", "patch", "defect_px_in_patch", "defect_px_total",
+]  # fmt: skip
+
+
+# ---------------------------------------------------------------- run bookkeeping (shared)
+
+
+def save_png_atomic(img: Image.Image, path: Path) -> None:
+    """Write ``img`` as PNG to ``path`` via a temporary file, so a crash never leaves half a PNG."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    img.save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def write_csv_atomic(path: Path, rows: Sequence[dict], fieldnames: Sequence[str]) -> None:
+    """Write ``rows`` as CSV to ``path`` via a temporary file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(fieldnames))
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def fingerprint(files: Iterable[Path], base: Path) -> str:
+    """Short hash of the inputs' names, sizes and modification times: a changed input reruns the job."""
+    h = hashlib.sha256()
+    for p in sorted(files):
+        st = p.stat()
+        name = p.relative_to(base).as_posix() if p.is_relative_to(base) else p.as_posix()
+        h.update(f"{name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def start_run(out: Path, params: dict, subdirs: Sequence[str] = ("normal", "defect")) -> bool:
+    """Get ``out`` ready for a run with ``params``; True when a finished run with them is there.
+
+    Same parameters as the recorded ones: files already written are kept (an interrupted run
+    resumes). Different or no recorded parameters: the manifest and the PNGs of ``subdirs`` are
+    removed first, because they may come from other settings.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    for sub in subdirs:
+        (out / sub).mkdir(exist_ok=True)
+        for tmp in (out / sub).glob(".*.tmp"):
+            tmp.unlink()
+    params = json.loads(json.dumps(params))  # normalise tuples to lists, as the file stores them
+    pfile = out / PARAMS_FILE
+    try:
+        old = json.loads(pfile.read_text()) if pfile.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        old = None
+    manifest = out / MANIFEST
+    if old == params:
+        if manifest.is_file():
+            with open(manifest, newline="") as fh:
+                if all((out / row["file"]).is_file() for row in csv.DictReader(fh)):
+                    return True
+        return False
+    manifest.unlink(missing_ok=True)
+    for sub in subdirs:
+        for png in (out / sub).glob("*.png"):
+            png.unlink()
+    tmp = pfile.with_name(f".{pfile.name}.tmp")
+    tmp.write_text(json.dumps(params, indent=1, sort_keys=True))
+    os.replace(tmp, pfile)
+    return False
+
+
+# ---------------------------------------------------------------- AITEX
+
+
+def _to_gray(img: Image.Image) -> Image.Image:
+    """8-bit grayscale; alpha channels (a few AITEX scans have one) and palettes are dropped."""
+    if img.mode == "L":
+        return img
+    if img.mode in ("P", "PA"):
+        img = img.convert("RGBA")
+    return img.convert("L")
+
+
+def _masks_of(stem: str, mask_dir: Path) -> list[Path]:
+    """``<stem>_mask.png`` and split masks such as ``<stem>_mask1.png``, ``<stem>_mask2.png``."""
+    return sorted(p for p in mask_dir.glob(f"{stem}_mask*.png") if re.fullmatch(rf"{re.escape(stem)}_mask\d*", p.stem))
+
+
+def _defect_mask(image: Path, masks: list[Path], size: tuple[int, int], threshold: int) -> np.ndarray:
+    """(H, W) bool union of an image's masks; checks each mask's size against the image."""
+    union = np.zeros((size[1], size[0]), dtype=bool)
+    for m in masks:
+        msize = check_image_file(m)
+        if msize != size:
+            raise COFTADInputError(
+                f"{m}: mask is {msize[0]}x{msize[1]} (WxH) but its image {image} is {size[0]}x{size[1]}; "
+                f"a mask must have its image's size"
+            )
+        with Image.open(m) as im:
+            union |= np.asarray(_to_gray(im)) > threshold
+    if not union.any():
+        raise COFTADInputError(f"{', '.join(map(str, masks))}: mask has no defect pixels (> {threshold}); expected the defect of {image} in white")
+    return union
+
+
+def _crop_origin(center: float, length: int, patch: int) -> int:
+    """Top-left coordinate of a ``patch``-long window centred on ``center``, kept inside [0, length)."""
+    return int(min(max(round(center - patch / 2), 0), length - patch))
+
+
+def _read(path: Path) -> Image.Image:
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return _to_gray(img)
+    except OSError as exc:
+        raise ImageReadError(f"{path}: cannot decode this image ({exc})") from exc
+
+
+def _check_size(path: Path, size: tuple[int, int], patch: int) -> None:
+    if size[0] < patch or size[1] < patch:
+        raise COFTADInputError(f"{path}: image is {size[0]}x{size[1]} (WxH); expected at least {patch}x{patch} to cut a patch")
+
+
+def prepare_crops(
+    aitex_root: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    seed: int = 0,
+    *,
+    patch: int = 256,
+    patches_per_image: int = 5,
+    center: str = "bbox",
+    mask_threshold: int = 127,
+    skip_unmasked: Sequence[str] = KNOWN_UNMASKED,
+    verbose: bool = True,
+) -> Path:
+    """Cut the AITEX scans into patches (paper Sec. IV-A); returns ``out_dir``.
+
+    Args:
+        aitex_root: the official layout (``Defect_images/``, ``NODefect_images/<fabric>/``,
+            ``Mask_images/``).
+        out_dir: where ``normal/``, ``defect/`` and ``manifest.csv`` go.
+        seed: chooses the random patch positions; the same seed gives the same patches.
+        patch: patch side in pixels (paper: 256, the scans' height).
+        patches_per_image: random patches per defect-free scan (paper: 5). Positions are drawn
+            independently and uniformly, so two patches of one scan may overlap; the paper says only
+            "randomly crop".
+        center: where the defect patch is centred: ``"bbox"`` (the middle of the defect's bounding
+            box, so an elongated defect is covered evenly) or ``"centroid"`` (the mask's centre of
+            mass). Either way the window is clamped to the image. The paper does not say.
+        mask_threshold: mask pixels above this (0..255) are defect; the released masks are not all
+            strictly binary.
+        skip_unmasked: defect-scan names (without extension) that have no mask and are left out;
+            any other defect scan without a mask is an error.
+
+    Raises:
+        DatasetNotFoundError: a folder of the layout is missing.
+        COFTADInputError: a defect scan without mask, a mask of another size than its scan, an empty
+            mask, or a scan smaller than the patch.
+    """
+    if center not in ("bbox", "centroid"):
+        raise COFTADInputError(f"center={center!r}; expected 'bbox' or 'centroid'")
+    if patch <= 0 or patches_per_image <= 0:
+        raise COFTADInputError(f"patch={patch}, patches_per_image={patches_per_image}; both must be positive")
+    root, out = Path(aitex_root), Path(out_dir)
+    dirs = {d: root / d for d in ("Defect_images", "NODefect_images", "Mask_images")}
+    for d in dirs.values():
+        if not d.is_dir():
+            raise DatasetNotFoundError(f"{d}: folder not found; {root} is not an AITEX folder.\n{HOW_TO_GET}")
+    normal_imgs = sorted(p for p in dirs["NODefect_images"].rglob("*.png") if not p.name.startswith("."))
+    defect_imgs = sorted(p for p in dirs["Defect_images"].glob("*.png") if not p.name.startswith("."))
+    if not normal_imgs:
+        raise COFTADInputError(f"{dirs['NODefect_images']}: no PNG scans; expected <fabric>/*.png defect-free scans")
+    if not defect_imgs:
+        raise COFTADInputError(f"{dirs['Defect_images']}: no PNG scans; expected nnnn_ddd_ff.png defect scans")
+
+    masks: dict[Path, list[Path]] = {}
+    skipped = []
+    for img in defect_imgs:
+        found = _masks_of(img.stem, dirs["Mask_images"])
+        if found:
+            masks[img] = found
+        elif img.stem in skip_unmasked:
+            skipped.append(img.stem)
+        else:
+            raise COFTADInputError(
+                f"{img}: defect scan without a mask; expected {dirs['Mask_images'] / (img.stem + '_mask.png')} "
+                f"(pass skip_unmasked=(..., {img.stem!r}) to leave it out)"
+            )
+    inputs = normal_imgs + [p for img, ms in masks.items() for p in [img, *ms]]
+    params = {
+        "job": "aitex_crops", "seed": seed, "patch": patch, "patches_per_image": patches_per_image,
+        "center": center, "mask_threshold": mask_threshold, "inputs": fingerprint(inputs, root),
+    }  # fmt: skip
+    if start_run(out, params):
+        if verbose:
+            print(f"{out}: crops already complete for these settings; nothing to do")
+        return out
+
+    rows: list[dict] = []
+    for img in normal_imgs:
+        rel = img.relative_to(dirs["NODefect_images"])
+        size = check_image_file(img)
+        _check_size(img, size, patch)
+        rng = rng_for(seed, "aitex_crops", rel.as_posix())  # per scan: other scans do not shift it
+        xs = rng.integers(0, size[0] - patch + 1, size=patches_per_image)
+        ys = rng.integers(0, size[1] - patch + 1, size=patches_per_image)
+        prefix = "_".join(rel.with_suffix("").parts)
+        todo = [(i, int(x), int(y)) for i, (x, y) in enumerate(zip(xs, ys, strict=True))]
+        names = [f"normal/{prefix}_p{i}_x{x:04d}_y{y:04d}.png" for i, x, y in todo]
+        if not all((out / n).is_file() for n in names):
+            pixels = _read(img)
+            for (_, x, y), name in zip(todo, names, strict=True):
+                if not (out / name).is_file():
+                    save_png_atomic(pixels.crop((x, y, x + patch, y + patch)), out / name)
+        for (_, x, y), name in zip(todo, names, strict=True):
+            rows.append({"file": name, "label": 0, "kind": "normal", "source": img.relative_to(root).as_posix(),
+                         "x": x, "y": y, "patch": patch, "defect_px_in_patch": 0, "defect_px_total": 0})
+
+    for img, img_masks in masks.items():
+        size = check_image_file(img)
+        _check_size(img, size, patch)
+        defect = _defect_mask(img, img_masks, size, mask_threshold)
+        ys_, xs_ = np.nonzero(defect)
+        if center == "bbox":
+            cx, cy = (xs_.min() + xs_.max() + 1) / 2, (ys_.min() + ys_.max() + 1) / 2
+        else:
+            cx, cy = xs_.mean() + 0.5, ys_.mean() + 0.5
+        x, y = _crop_origin(cx, size[0], patch), _crop_origin(cy, size[1], patch)
+        name = f"defect/{img.stem}_x{x:04d}_y{y:04d}.png"
+        if not (out / name).is_file():
+            save_png_atomic(_read(img).crop((x, y, x + patch, y + patch)), out / name)
+        m = _NAME.match(img.stem)
+        rows.append({"file": name, "label": 1, "kind": f"defect_{m.group(2)}" if m else "defect",
+                     "source": img.relative_to(root).as_posix(), "x": x, "y": y, "patch": patch,
+                     "defect_px_in_patch": int(defect[y : y + patch, x : x + patch].sum()),
+                     "defect_px_total": int(defect.sum())})  # fmt: skip
+
+    write_csv_atomic(out / MANIFEST, rows, MANIFEST_FIELDS)
+    if verbose:
+        n_def = sum(r["label"] for r in rows)
+        note = f" (left out, no mask: {', '.join(skipped)})" if skipped else ""
+        print(f"{out}: {len(rows) - n_def} normal + {n_def} defect patches of {patch}x{patch}{note}")
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point; returns the exit status."""
+    ap = argparse.ArgumentParser(prog="python -m data_prep.aitex_crops", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--root", required=True, help="AITEX folder (Defect_images/, NODefect_images/, Mask_images/)")
+    ap.add_argument("--out", required=True, help="output folder for normal/, defect/, manifest.csv")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--patch", type=int, default=256)
+    ap.add_argument("--patches-per-image", type=int, default=5)
+    ap.add_argument("--center", choices=("bbox", "centroid"), default="bbox")
+    args = ap.parse_args(argv)
+    try:
+        prepare_crops(args.root, args.out, args.seed, patch=args.patch,
+                      patches_per_image=args.patches_per_image, center=args.center)  # fmt: skip
+    except (COFTADInputError, DatasetNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,269 @@
+"""Dataset downloads against a local HTTP server with Range support (no internet needed)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import tarfile
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from coftad_lib.datasets import download as dl
+from coftad_lib.datasets.download import ChecksumMismatchError, Source, download
+from coftad_lib.errors import COFTADInputError, DatasetNotFoundError
+
+
+class _Server:
+    """Serves ``files`` (path -> bytes); honours ``Range: bytes=N-`` unless ``ignore_range``."""
+
+    def __init__(self):
+        self.files: dict[str, bytes] = {}
+        self.log: list[tuple[str, str | None, int, int]] = []  # path, Range, status, bytes sent
+        self.ignore_range = False
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                data = server.files.get(self.path)
+                rng = self.headers.get("Range")
+                if data is None:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    server.log.append((self.path, rng, 404, 0))
+                    return
+                status, body = 200, data
+                m = re.fullmatch(r"bytes=(\d+)-", rng or "")
+                if m and not server.ignore_range:
+                    start = int(m.group(1))
+                    if start >= len(data):
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{len(data)}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        server.log.append((self.path, rng, 416, 0))
+                        return
+                    status, body = 206, data[start:]
+                self.send_response(status)
+                if status == 206:
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Accept-Ranges", "bytes")
+                self.end_headers()
+                self.wfile.write(body)
+                server.log.append((self.path, rng, status, len(body)))
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server(monkeypatch):
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    s = _Server()
+    yield s
+    s.close()
+
+
+def _tar_gz(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+PAYLOAD = {
+    "toy/readme.txt": b"toy dataset\n",
+    # incompressible, so the archive is big enough for a partial download to be meaningful
+    "toy/sub/data.bin": np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8).tobytes(),
+}
+
+
+@pytest.fixture
+def toy(server):
+    archive = _tar_gz(PAYLOAD)
+    server.files["/toy.tar.gz"] = archive
+    src = Source(url=server.url + "/toy.tar.gz", filename="toy.tar.gz", sha256=hashlib.sha256(archive).hexdigest())
+    return {"toy": src}, archive
+
+
+def _check_tree(target: Path) -> None:
+    for name, data in PAYLOAD.items():
+        assert (target / name).read_bytes() == data
+
+
+def test_download_verifies_and_unpacks(toy, server, tmp_path: Path):
+    sources, _ = toy
+    target = download("toy", tmp_path, sources=sources, quiet=True)
+    assert target == tmp_path / "toy"
+    _check_tree(target)
+    assert (target / dl.MARKER).is_file()
+    # nothing else is left behind: no archive, no .part, no temporary folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["toy"]
+
+
+def test_rerun_after_success_does_nothing(toy, server, tmp_path: Path):
+    sources, _ = toy
+    download("toy", tmp_path, sources=sources, quiet=True)
+    n = len(server.log)
+    assert download("toy", tmp_path, sources=sources, quiet=True) == tmp_path / "toy"
+    assert len(server.log) == n
+
+
+def test_checksum_mismatch_unpacks_nothing(toy, server, tmp_path: Path):
+    sources, _ = toy
+    wrong = {"toy": Source(url=sources["toy"].url, filename="toy.tar.gz", sha256="0" * 64)}
+    with pytest.raises(ChecksumMismatchError, match="0000") as info:
+        download("toy", tmp_path, sources=wrong, quiet=True)
+    assert isinstance(info.value, DatasetNotFoundError)
+    assert not (tmp_path / "toy").exists()
+    assert not list(tmp_path.rglob(dl.MARKER)) and not list(tmp_path.iterdir())
+    md5_wrong = {"toy": Source(url=sources["toy"].url, filename="toy.tar.gz", md5="f" * 32)}
+    with pytest.raises(ChecksumMismatchError, match="MD5"):
+        download("toy", tmp_path, sources=md5_wrong, quiet=True)
+
+
+def test_md5_only_and_no_checksum(toy, server, tmp_path: Path, capsys):
+    sources, archive = toy
+    md5 = {"toy": Source(url=sources["toy"].url, filename="toy.tar.gz", md5=hashlib.md5(archive).hexdigest())}
+    _check_tree(download("toy", tmp_path / "a", sources=md5, quiet=True))
+    bare = {"toy": Source(url=sources["toy"].url, filename="toy.tar.gz")}
+    _check_tree(download("toy", tmp_path / "b", sources=bare, quiet=True))
+    assert hashlib.sha256(archive).hexdigest() in capsys.readouterr().err
+
+
+def test_resume_from_partial_file(toy, server, tmp_path: Path):
+    sources, archive = toy
+    half = len(archive) // 2
+    (tmp_path / "toy.tar.gz.part").write_bytes(archive[:half])
+    _check_tree(download("toy", tmp_path, sources=sources, quiet=True))
+    path, rng, status, sent = server.log[-1]
+    assert (rng, status, sent) == (f"bytes={half}-", 206, len(archive) - half)
+
+
+def test_server_ignoring_range_restarts(toy, server, tmp_path: Path):
+    sources, archive = toy
+    (tmp_path / "toy.tar.gz.part").write_bytes(b"garbage" * 100)
+    server.ignore_range = True
+    _check_tree(download("toy", tmp_path, sources=sources, quiet=True))
+    assert server.log[-1][2:] == (200, len(archive))
+
+
+def test_corrupt_partial_file_is_caught_then_recovered(toy, server, tmp_path: Path):
+    sources, archive = toy
+    (tmp_path / "toy.tar.gz.part").write_bytes(b"\0" * 1000)  # wrong bytes, resumed after
+    with pytest.raises(ChecksumMismatchError):
+        download("toy", tmp_path, sources=sources, quiet=True)
+    _check_tree(download("toy", tmp_path, sources=sources, quiet=True))
+
+
+def test_complete_part_file_gets_416_and_is_used(toy, server, tmp_path: Path):
+    sources, archive = toy
+    (tmp_path / "toy.tar.gz.part").write_bytes(archive)
+    _check_tree(download("toy", tmp_path, sources=sources, quiet=True))
+    assert server.log[-1][2] == 416
+
+
+def test_interrupted_unpack_never_looks_complete(toy, server, tmp_path: Path, monkeypatch):
+    sources, _ = toy
+    real = dl._safe_extract
+
+    def half_then_die(archive, into):
+        (into / "toy").mkdir()
+        (into / "toy" / "readme.txt").write_bytes(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dl, "_safe_extract", half_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        download("toy", tmp_path, sources=sources, keep_archive=True, quiet=True)
+    assert not (tmp_path / "toy").exists() and not list(tmp_path.rglob(dl.MARKER))
+    # a hard kill skips clean-up; the leftover temporary folder is removed by the next run
+    (tmp_path / ".toy-unpack-killed" / "toy").mkdir(parents=True)
+    monkeypatch.setattr(dl, "_safe_extract", real)
+    n = len(server.log)
+    _check_tree(download("toy", tmp_path, sources=sources, quiet=True))
+    assert len(server.log) == n  # the kept, verified archive was reused
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["toy"]
+
+
+def test_foreign_target_folder_is_not_overwritten(toy, server, tmp_path: Path):
+    sources, _ = toy
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "mine.txt").write_text("user data")
+    with pytest.raises(COFTADInputError, match="no .complete marker"):
+        download("toy", tmp_path, sources=sources, quiet=True)
+    assert (tmp_path / "toy" / "mine.txt").read_text() == "user data"
+
+
+def test_unsafe_archive_member_is_refused(server, tmp_path: Path):
+    archive = _tar_gz({"../evil.txt": b"x"})
+    server.files["/evil.tar.gz"] = archive
+    src = {"evil": Source(url=server.url + "/evil.tar.gz", filename="evil.tar.gz", sha256=hashlib.sha256(archive).hexdigest())}
+    with pytest.raises(COFTADInputError, match="evil"):
+        download("evil", tmp_path / "d", sources=src, quiet=True)
+    assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "d" / "evil").exists()
+
+
+def test_zip_with_top_folder_is_stripped(server, tmp_path: Path):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("Magnetic-tile-defect-datasets.-master/MT_Free/Imgs/a.txt", b"free")
+    server.files["/mt.zip"] = buf.getvalue()
+    src = {"mt": Source(url=server.url + "/mt.zip", filename="mt.zip", sha256=hashlib.sha256(buf.getvalue()).hexdigest(), strip_top=True)}
+    target = download("mt", tmp_path, sources=src, quiet=True)
+    assert (target / "MT_Free" / "Imgs" / "a.txt").read_bytes() == b"free"
+
+
+def test_http_error_and_unreachable_server(server, tmp_path: Path):
+    src = {"gone": Source(url=server.url + "/missing.tar.gz", filename="missing.tar.gz")}
+    with pytest.raises(DatasetNotFoundError, match="HTTP 404"):
+        download("gone", tmp_path, sources=src, quiet=True)
+    dead = {"dead": Source(url="http://127.0.0.1:9/x.tar.gz", filename="x.tar.gz")}
+    with pytest.raises(DatasetNotFoundError, match="cannot reach"):
+        download("dead", tmp_path, sources=dead, quiet=True, timeout=5)
+
+
+@pytest.mark.parametrize("name, where", [("mvtec", "mvtec.com"), ("aitex", "aitex.es"), ("semicon", "private")])
+def test_manual_datasets_say_where_to_get_them(name, where, tmp_path: Path, capsys):
+    with pytest.raises(DatasetNotFoundError, match=where):
+        download(name, tmp_path)
+    assert dl.main([name, str(tmp_path)]) == 2
+    assert where in capsys.readouterr().err
+
+
+def test_cli_and_unknown_name(toy, server, tmp_path: Path, monkeypatch, capsys):
+    sources, _ = toy
+    monkeypatch.setitem(dl.SOURCES, "toy", sources["toy"])
+    assert dl.main(["toy", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "toy")
+    with pytest.raises(COFTADInputError, match="not known"):
+        download("imagenet", tmp_path)
+
+
+def test_registry_entries_are_well_formed():
+    assert {"flowers17", "cifar10", "cifar100", "cifar10c", "cifar100c", "magnetic_tile"} <= set(dl.SOURCES)
+    for name, src in dl.SOURCES.items():
+        assert src.url.startswith("https://"), name
+        assert src.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", src.sha256), name
+        assert src.md5 is None or re.fullmatch(r"[0-9a-f]{32}", src.md5), name
+        assert src.sha256 or src.md5, f"{name}: no checksum recorded"
+    assert "2535967" in dl.SOURCES["cifar10c"].url and "3555552" in dl.SOURCES["cifar100c"].url

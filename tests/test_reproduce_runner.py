@@ -1,0 +1,185 @@
+"""The notebook runner: strict parameters, a real papermill run of tiny notebooks, exit codes, Makefile."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from coftad_lib.reproduce import __main__ as cli
+from coftad_lib.reproduce import runner
+from coftad_lib.reproduce.notebook_params import (
+    UnknownParameterError,
+    assigned_names,
+    check_parameters,
+    parameter_names,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+PARAMS_CELL = 'PROFILE = "smoke"\nSEEDS = [0]\nDATA_ROOT = ""\nOUT_DIR = ""\nMODE = "missing"\n'
+
+# Runs inside the kernel: writes what it received, makes one missing cell through the real
+# run_cells (with a load_task that reports the data as absent), records its status.
+BODY_MISSING = '''
+import json, pathlib, sys
+from coftad_lib.errors import DatasetNotFoundError
+from coftad_lib.reproduce import Cell, cache_dir, record_status, run_cells
+from coftad_lib.reproduce import cells as C
+
+def absent(*a, **k):
+    raise DatasetNotFoundError("SemiCon is private: ask the authors; put it under DATA_ROOT/semicon")
+
+C._load_task = absent
+pathlib.Path(OUT_DIR, "kernel.json").write_text(json.dumps(
+    {"executable": sys.executable, "seeds": SEEDS, "profile": PROFILE, "data_root": DATA_ROOT, "mode": MODE}))
+df = run_cells([Cell("IX", "semicon", "semicon", 10, "coftad", {}, SEEDS[0])], DATA_ROOT, cache_dir(OUT_DIR), PROFILE,
+               progress=False)
+record_status(OUT_DIR, df, tables=["IX"])
+'''
+BODY_FAIL = 'raise RuntimeError("deliberate failure in " + MODE)\n'
+
+
+def make_notebook(path: Path, params: str, body: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    p = nbformat.v4.new_code_cell(params)
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# fixture"), p, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+# ------------------------------------------------------------------ parameters cell
+def test_assigned_names_covers_assignment_forms():
+    src = "A = 1\nB: int = 2\nC, (D, *E) = 1, (2, 3)\nF += 1\n%matplotlib inline\nimport os\ndef g():\n    H = 1\n"
+    assert assigned_names(src) == {"A", "B", "C", "D", "E", "F"}
+
+
+def test_unknown_parameter_is_refused_with_names(tmp_path):
+    nb = make_notebook(tmp_path / "nb" / "01_x.ipynb", PARAMS_CELL, "pass")
+    assert parameter_names(nb) == {"PROFILE", "SEEDS", "DATA_ROOT", "OUT_DIR", "MODE"}
+    check_parameters(nb, ["PROFILE", "MODE"])
+    with pytest.raises(UnknownParameterError, match=r"01_x\.ipynb.*STEPS"):
+        check_parameters(nb, ["PROFILE", "STEPS"])
+
+
+def test_notebook_without_parameters_cell_is_refused(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("A = 1")]
+    path = tmp_path / "01_np.ipynb"
+    nbformat.write(nb, path)
+    with pytest.raises(Exception, match="tagged 'parameters'"):
+        parameter_names(path)
+
+
+def test_runner_refuses_unknown_param_before_running_anything(tmp_path, capsys):
+    nbdir = tmp_path / "nb"
+    make_notebook(nbdir / "01_a.ipynb", PARAMS_CELL, "pass")
+    make_notebook(nbdir / "02_b.ipynb", PARAMS_CELL.replace('MODE = "missing"\n', ""), "pass")
+    code = cli.main(["--profile", "smoke", "--notebooks", str(nbdir), "--out", str(tmp_path / "out"),
+                     "--param", "MODE=fail"])
+    assert code == runner.EXIT_USAGE
+    assert "02_b.ipynb" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "executed").exists()
+
+
+def test_select_and_param_parsing(tmp_path):
+    nbs = [tmp_path / "01_flowers.ipynb", tmp_path / "04_mvtec.ipynb"]
+    assert runner.select(nbs, ["04"]) == [nbs[1]]
+    assert runner.select(nbs, ["mvtec", "01_flowers"]) == nbs
+    with pytest.raises(Exception, match="05"):
+        runner.select(nbs, ["05"])
+    assert cli.parse_param("STEPS=5") == ("STEPS", 5)
+    assert cli.parse_param("NAME=abc") == ("NAME", "abc")
+    assert cli.parse_param("L=[1, 2]") == ("L", [1, 2])
+    with pytest.raises(Exception, match="KEY=VALUE"):
+        cli.parse_param("novalue")
+
+
+def test_kernel_is_this_interpreter():
+    runner.check_kernel("python3")
+    with pytest.raises(Exception, match="not installed"):
+        runner.check_kernel("no-such-kernel-xyz")
+
+
+# ------------------------------------------------------------------ real papermill run (2 notebooks)
+@pytest.mark.slow
+def test_series_runs_notebooks_and_writes_summary(tmp_path):
+    nbdir, out = tmp_path / "nb", tmp_path / "out"
+    make_notebook(nbdir / "01_missing.ipynb", PARAMS_CELL, BODY_MISSING)
+    make_notebook(nbdir / "02_fail.ipynb", PARAMS_CELL, BODY_FAIL)
+    (out / "status").mkdir(parents=True)
+    (out / "status" / "02_fail.json").write_text('{"status": "ok"}')  # stale: must not count
+    code, results = runner.run_series("smoke", seeds=[3], data_root=tmp_path / "data", out_dir=out,
+                                      params={"MODE": "x"}, notebooks_dir=nbdir)
+    assert code == runner.EXIT_FAILED
+    by = {r.name: r for r in results}
+    assert by["01_missing"].status == "missing" and by["01_missing"].missing[0]["dataset"] == "semicon"
+    assert by["02_fail"].status == "failed" and "deliberate failure in x" in by["02_fail"].error
+    seen = json.loads((out / "kernel.json").read_text())
+    assert Path(seen["executable"]).resolve() == Path(sys.executable).resolve()
+    assert seen["seeds"] == [3] and seen["profile"] == "smoke" and seen["mode"] == "x"
+    assert seen["data_root"] == str((tmp_path / "data").resolve())
+    assert (out / "executed" / "01_missing.ipynb").exists() and (out / "executed" / "02_fail.ipynb").exists()
+    summary = (out / "runs" / "summary.md").read_text()
+    assert "| 01_missing | missing |" in summary and "| 02_fail | failed |" in summary
+    assert "SemiCon is private" in summary
+    assert json.loads((out / "runs" / "summary.json").read_text())["meta"]["seeds"] == [3]
+    assert "01_missing" in (out / "REPORT.md").read_text()
+
+
+# ------------------------------------------------------------------ exit codes without a kernel
+def _fake_execute(statuses):
+    def execute(nb_path, out_dir, params, kernel_name, profile, log_output=False):
+        st = statuses[nb_path.stem]
+        miss = [{"dataset": "aitex", "message": "get AITEX"}] if st == "missing" else []
+        return runner.NotebookResult(name=nb_path.stem, status=st, seconds=0.1, missing=miss, profile=profile)
+    return execute
+
+
+@pytest.mark.parametrize(("statuses", "strict", "expected"), [
+    ({"01_a": "ok", "02_b": "missing"}, False, runner.EXIT_OK),
+    ({"01_a": "ok", "02_b": "missing"}, True, runner.EXIT_STRICT),
+    ({"01_a": "failed", "02_b": "missing"}, True, runner.EXIT_FAILED),
+    ({"01_a": "ok", "02_b": "no status"}, False, runner.EXIT_FAILED),
+])
+def test_exit_codes(tmp_path, monkeypatch, statuses, strict, expected):
+    nbdir = tmp_path / "nb"
+    for name in statuses:
+        make_notebook(nbdir / f"{name}.ipynb", PARAMS_CELL, "pass")
+    monkeypatch.setattr(runner, "execute", _fake_execute(statuses))
+    args = ["--profile", "smoke", "--notebooks", str(nbdir), "--out", str(tmp_path / "out")]
+    assert cli.main(args + (["--strict"] if strict else [])) == expected
+    summary = (tmp_path / "out" / "runs" / "summary.md").read_text()
+    assert all(f"| {n} | {s} |" in summary for n, s in statuses.items())
+
+
+# ------------------------------------------------------------------ Makefile bootstrap
+@pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
+def test_makefile_installs_once_per_pyproject(tmp_path):
+    """A fake venv python logs its calls: pip runs on the first `make venv`, not the second, again after an edit."""
+    (tmp_path / "pyproject.toml").write_text("[project]\nname='x'\n")
+    venv_bin = tmp_path / "v" / "bin"
+    venv_bin.mkdir(parents=True)
+    log = tmp_path / "calls.log"
+    fake = venv_bin / "python"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {log}\n')
+    fake.chmod(0o755)
+
+    def make():
+        subprocess.run(["make", "-s", "-f", str(REPO / "Makefile"), "-C", str(tmp_path), "venv", "VENV=v"],
+                       check=True, capture_output=True)
+        return log.read_text().splitlines() if log.exists() else []
+
+    assert make() == ["-m pip install -e .[test]"]
+    assert len(make()) == 1
+    (tmp_path / "pyproject.toml").write_text("[project]\nname='y'\n")
+    assert len(make()) == 2
+    assert len(list((tmp_path / "v").glob(".installed-*"))) == 1
