@@ -11,7 +11,6 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import torch
@@ -20,8 +19,8 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import COFTADInputError, ImageReadError
 
-ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
-Images = Union[Sequence[ImageLike], np.ndarray, torch.Tensor]
+ImageLike = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
+Images = Sequence[ImageLike] | np.ndarray | torch.Tensor
 
 
 def _pil_to_rgb(img: Image.Image) -> Image.Image:

@@ -275,3 +275,31 @@ def test_dataset_root_mapping_and_errors(tmp_path):
     assert cells_mod.dataset_root({"mvtec": tmp_path}, "mvtec") == tmp_path
     with pytest.raises(COFTADInputError, match="aitex"):
         cells_mod.dataset_root({"mvtec": tmp_path}, "aitex")
+
+
+def test_test_protocol_keys_are_applied_after_loading(tmp_path, fakes, monkeypatch):
+    seen = {}
+
+    def load(dataset, root, shots, seed, **args):
+        seen[dataset] = args
+        return fake_load_task(dataset, root, shots, seed, **args)
+
+    monkeypatch.setattr(cells_mod, "_load_task", load)
+    rec = cells_mod.run_cell(_cell(dataset="cifar10c", task_args={"task": "cat", "max_test_per_class": 5,
+                                                                  "clean_root": "{DATA_ROOT}/cifar10"}),
+                             tmp_path / "data", tmp_path / "cache", "smoke")
+    assert (rec["n_test"], rec["n_anomalous"]) == (10, 5)
+    # CIFAR-C's loader can subsample while loading: the cap is handed to it too; the token is resolved
+    assert seen["cifar10c"] == {"task": "cat", "max_test_normal": 5, "max_test_per_corruption": 5,
+                                "clean_root": str(tmp_path / "data" / "cifar10")}
+    rec = cells_mod.run_cell(_cell(dataset="semicon", task="semicon",
+                                   task_args={"imbalanced": {"n_normal": 6, "n_anomalies": 3}}),
+                             tmp_path / "data", tmp_path / "cache", "smoke")
+    assert (rec["n_test"], rec["n_anomalous"]) == (9, 3) and seen["semicon"] == {}
+    with pytest.raises(COFTADInputError, match="imbalanced"):
+        cells_mod.run_cell(_cell(task_args={"imbalanced": {"n": 1}}), tmp_path, tmp_path / "cache", "smoke")
+
+
+def test_make_cell_leaves_task_out_for_single_task_loaders():
+    c = cells_mod.make_cell("V", "aitex", "aitex", 10, "coftad", 0, "smoke")
+    assert c.task_args == {"max_test_per_class": 40}
