@@ -252,7 +252,7 @@ def test_profiles_have_the_same_keys_and_documented_values():
     for t in smoke["limits"]:
         assert set(smoke["limits"][t]) == set(paper["limits"][t]), t
     assert (smoke["backbone"], smoke["image_size"], smoke["steps"], smoke["batch_size"]) == ("efficientnet_lite0", 64, 15, 16)
-    assert (paper["backbone"], paper["image_size"], paper["steps"], paper["batch_size"]) == ("resnet18", 224, 300, 64)
+    assert (paper["backbone"], paper["image_size"], paper["steps"], paper["batch_size"]) == ("resnet18", 224, 100, 64)
     assert smoke["seeds"] == [0] and paper["seeds"] == [0, 1, 2] and smoke["n_aug"] == paper["n_aug"] == 10
     smoke["seeds"].append(5)
     assert prof_mod.get_profile("smoke")["seeds"] == [0]
@@ -265,7 +265,7 @@ def test_profiles_have_the_same_keys_and_documented_values():
 def test_make_cell_fills_profile_kwargs_and_test_cap():
     c = cells_mod.make_cell("I", "flowers17", "Daffodil/Tulip", 5, "coftad_np", 0, "smoke", lambda_np=0.0)
     assert c.method_kwargs == {"backbone": "efficientnet_lite0", "image_size": 64, "steps": 15, "batch_size": 16,
-                               "device": "auto", "n_aug": 10, "lambda_np": 0.0}
+                               "device": "auto", "progress": False, "n_aug": 10, "lambda_np": 0.0}
     assert c.task_args == {"task": "Daffodil/Tulip", "max_test_per_class": 20}
     p = cells_mod.make_cell("I", "flowers17", "Daffodil/Tulip", 5, "ae", 0, "paper")
     assert "n_aug" not in p.method_kwargs and p.task_args == {"task": "Daffodil/Tulip"}

@@ -99,7 +99,7 @@ class CFlowDetector(BaseDetector):
     """
 
     def __init__(self, *, coupling_blocks: int = 8, condition_dim: int = 128, clamp_alpha: float = 1.9,
-                 fiber_batch: int = 2048, score_mode: Literal["cflow", "nll"] = "cflow", **common: Any) -> None:
+                 fiber_batch: int = 2048, score_mode: Literal["cflow", "nll"] = "nll", **common: Any) -> None:
         super().__init__(**common)
         if coupling_blocks < 1:
             raise COFTADInputError(f"CFLOW-AD: coupling_blocks={coupling_blocks}; must be >= 1")

@@ -38,7 +38,7 @@ from tqdm import tqdm
 from ..errors import COFTADInputError, DatasetNotFoundError, WeightsUnavailableError
 from ..versions import VERSION_KEYS, library_version, versions
 from .cache import atomic_save_npz, atomic_write_json, canonical_json, digest, load_npz
-from .profiles import detector_kwargs, get_profile, table_limits
+from .profiles import detector_kwargs, get_profile, preset_for, table_limits
 
 KINDS: tuple[str, ...] = ("score", "embed")
 
@@ -159,6 +159,8 @@ def make_cell(table: str, dataset: str, task: str, shots: int, method: str, seed
     is added when not None and not already given.
     """
     prof = get_profile(profile)
+    # Each dataset family has its augmentation preset (Sec. IV-C); an override still wins.
+    method_overrides.setdefault("preset", preset_for(dataset))
     if task_args is None:
         params = _loader_params(dataset)
         args = {"task": task} if params is None or "task" in params else {}
@@ -174,7 +176,16 @@ def make_cell(table: str, dataset: str, task: str, shots: int, method: str, seed
 
 
 def dataset_root(data_root: str | os.PathLike | Mapping[str, Any], dataset: str) -> Path:
-    """Folder handed to ``load_task`` for ``dataset``: ``data_root/<sub-folder>`` or ``data_root[dataset]``."""
+    """Folder handed to ``load_task`` for ``dataset``: ``data_root/<sub-folder>`` or ``data_root[dataset]``.
+
+    ``data_root`` may also be a list of roots (e.g. the read-only raw data, then the folder that
+    data_prep writes into): the first one holding the dataset's sub-folder wins, else the first.
+    """
+    if isinstance(data_root, (list, tuple)):
+        if not data_root:
+            raise COFTADInputError("data_root: an empty list of data folders")
+        candidates = [dataset_root(r, dataset) for r in data_root]
+        return next((c for c in candidates if c.exists()), candidates[0])
     if isinstance(data_root, Mapping):
         if dataset not in data_root:
             raise COFTADInputError(f"data_root mapping has no entry for dataset {dataset!r}; has {sorted(data_root)}")
@@ -209,6 +220,8 @@ def _loader_params(dataset: str) -> set[str] | None:
 
 def _resolve_root_token(value: Any, data_root: str | os.PathLike | Mapping[str, Any]) -> Any:
     if isinstance(value, str) and value.startswith(DATA_ROOT_TOKEN):
+        if isinstance(data_root, (list, tuple)):
+            data_root = data_root[0]
         if isinstance(data_root, Mapping):
             raise COFTADInputError(f"task_args value {value!r} uses {DATA_ROOT_TOKEN}, but data_root is a mapping")
         return str(Path(data_root) / value[len(DATA_ROOT_TOKEN):].lstrip("/"))
