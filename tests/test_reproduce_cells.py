@@ -265,10 +265,22 @@ def test_profiles_have_the_same_keys_and_documented_values():
 def test_make_cell_fills_profile_kwargs_and_test_cap():
     c = cells_mod.make_cell("I", "flowers17", "Daffodil/Tulip", 5, "coftad_np", 0, "smoke", lambda_np=0.0)
     assert c.method_kwargs == {"backbone": "efficientnet_lite0", "image_size": 64, "steps": 15, "batch_size": 16,
-                               "device": "auto", "progress": False, "n_aug": 10, "lambda_np": 0.0}
+                               "device": "auto", "progress": False, "n_aug": 10, "lambda_np": 0.0,
+                               "preset": "flowers"}
     assert c.task_args == {"task": "Daffodil/Tulip", "max_test_per_class": 20}
     p = cells_mod.make_cell("I", "flowers17", "Daffodil/Tulip", 5, "ae", 0, "paper")
     assert "n_aug" not in p.method_kwargs and p.task_args == {"task": "Daffodil/Tulip"}
+    assert cells_mod.make_cell("V", "aitex", "aitex", 5, "ae", 0, "smoke").method_kwargs["preset"] == "industrial"
+    assert cells_mod.make_cell("II", "cifar10c", "cat", 10, "coftad", 0, "smoke", preset="flowers").method_kwargs["preset"] == "flowers"
+
+
+def test_dataset_root_list_takes_the_first_root_holding_the_dataset(tmp_path):
+    raw, prep = tmp_path / "raw", tmp_path / "prep"
+    (prep / "semicon_slices").mkdir(parents=True)
+    (raw / "flowers17").mkdir(parents=True)
+    assert cells_mod.dataset_root([raw, prep], "semicon") == prep / "semicon_slices"
+    assert cells_mod.dataset_root([raw, prep], "flowers17") == raw / "flowers17"
+    assert cells_mod.dataset_root([raw, prep], "mvtec") == raw / "mvtec_ad"
 
 
 def test_dataset_root_mapping_and_errors(tmp_path):
