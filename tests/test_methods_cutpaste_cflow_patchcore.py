@@ -106,12 +106,14 @@ def test_cflow_seed_changes_flows_and_maps_localise(task):
     assert (inside > outside).mean() >= 0.8
 
 
-def test_cflow_cflow_score_mode_runs(task):
+def test_cflow_probability_score_mode(task):
     train, test, _, _ = task
     det = make_detector("cflow", **dict(CFLOW, steps=2, score_mode="cflow")).fit(train)
-    s = det.score_samples(test[:6])
-    # (#scales - sum of probabilities): within [0, 2] up to the shots' reference likelihood.
-    assert np.isfinite(s).all() and (s <= 2.0).all()
+    # Map = #scales - sum of exp(log p - ref), ref the best log p among the shots' positions:
+    # on the shots themselves every term lies in [0, 1), so scores lie in [0, 2).
+    s = det.score_samples(train)
+    assert np.isfinite(s).all() and (s >= 0).all() and (s < 2.0).all()
+    assert np.isfinite(det.score_samples(test[:6])).all()
     with pytest.raises(COFTADInputError, match="score_mode"):
         make_detector("cflow", **dict(CFLOW, score_mode="probability"))
 

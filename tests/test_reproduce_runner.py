@@ -22,7 +22,7 @@ from coftad_lib.reproduce.notebook_params import (
 
 REPO = Path(__file__).resolve().parents[1]
 
-PARAMS_CELL = 'PROFILE = "smoke"\nSEEDS = [0]\nDATA_ROOT = ""\nOUT_DIR = ""\nMODE = "missing"\n'
+PARAMS_CELL = 'PROFILE = "smoke"\nSEEDS = [0]\nDATA_ROOT = ""\nPREP_DIR = ""\nOUT_DIR = ""\nMODE = "missing"\n'
 
 # Runs inside the kernel: writes what it received, makes one missing cell through the real
 # run_cells (with a load_task that reports the data as absent), records its status.
@@ -64,7 +64,7 @@ def test_assigned_names_covers_assignment_forms():
 
 def test_unknown_parameter_is_refused_with_names(tmp_path):
     nb = make_notebook(tmp_path / "nb" / "01_x.ipynb", PARAMS_CELL, "pass")
-    assert parameter_names(nb) == {"PROFILE", "SEEDS", "DATA_ROOT", "OUT_DIR", "MODE"}
+    assert parameter_names(nb) == {"PROFILE", "SEEDS", "DATA_ROOT", "PREP_DIR", "OUT_DIR", "MODE"}
     check_parameters(nb, ["PROFILE", "MODE"])
     with pytest.raises(UnknownParameterError, match=r"01_x\.ipynb.*STEPS"):
         check_parameters(nb, ["PROFILE", "STEPS"])

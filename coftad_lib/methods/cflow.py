@@ -90,12 +90,16 @@ class CFlowDetector(BaseDetector):
         fiber_batch: fibers per scale per step. [47] uses 256 per update but makes many updates
             per image batch; we make one update per (freshly augmented) batch, so a larger
             sample (2048, our choice) gives a steadier gradient for the same encoder cost.
-        score_mode: "cflow" ([47]): per scale, likelihoods become probabilities
-            exp(log p - ref) and the map is (#scales - sum of upsampled probabilities). [47] takes
-            ref as the maximum over the *test set* (and subtracts the map from its test-set maximum);
-            we take ref as the maximum over the shots' positions so that an image's score does not
-            depend on the other test images. "nll": the sum of upsampled per-dimension negative
-            log-likelihoods (no saturation; useful when exp underflows for many images).
+        score_mode: "nll" (default, our choice): the sum over scales of upsampled per-dimension
+            negative log-likelihoods. "cflow" ([47]'s transform): per scale, likelihoods become
+            probabilities exp(log p - ref) and the map is (#scales - sum of upsampled
+            probabilities). [47] takes ref as the maximum over the *test set*; we take the
+            maximum over the shots' positions, so an image's score does not depend on the other
+            test images. Why "nll" by default: with few-shot budgets the flows are far from
+            converged, normal test positions sit many nats per dimension below ref, exp() saturates
+            and every image's map peaks near #scales. On the generated defect task of the tests
+            (48 px, 4 shots, 15-40 steps) "cflow" gave AUROC 0.43-0.56 where "nll" gave 0.99-1.0
+            (10 shots, 5 steps: 0.86 vs 1.0). Within one scale both rank positions alike.
     """
 
     def __init__(self, *, coupling_blocks: int = 8, condition_dim: int = 128, clamp_alpha: float = 1.9,

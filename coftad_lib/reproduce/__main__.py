@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import COFTADInputError
 from .profiles import PROFILES
-from .runner import EXIT_USAGE, run_series
+from .runner import DEFAULT_PREP_DIR, EXIT_USAGE, run_series
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="missing datasets or weights are an error (exit 3)")
     p.add_argument("--data-root", default=None,
                    help="folder holding the datasets (default: $COFTAD_DATA_ROOT, ./data, or ../shared/data)")
+    p.add_argument("--prep-dir", default=DEFAULT_PREP_DIR,
+                   help=f"where data_prep notebooks write derived datasets (default: {DEFAULT_PREP_DIR})")
     p.add_argument("--out", default="results", help="output folder (default: results)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="extra notebook parameter (repeatable); must be assigned in the notebook's parameters cell")
@@ -62,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         params = dict(parse_param(t) for t in args.param)
         code, _ = run_series(args.profile, only=args.only, seeds=args.seeds, strict=args.strict,
-                             data_root=args.data_root, out_dir=args.out, params=params,
+                             data_root=args.data_root, prep_dir=args.prep_dir, out_dir=args.out, params=params,
                              notebooks_dir=args.notebooks, kernel_name=args.kernel, log_output=args.log_output)
     except COFTADInputError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -34,7 +34,11 @@ from .status import ENV_NOTEBOOK, ENV_PROFILE, read_status, status_path
 
 NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_.+\.ipynb$")
 #: the parameters every notebook of the series must declare
-REQUIRED_PARAMS: tuple[str, ...] = ("PROFILE", "SEEDS", "DATA_ROOT", "OUT_DIR")
+REQUIRED_PARAMS: tuple[str, ...] = ("PROFILE", "SEEDS", "DATA_ROOT", "PREP_DIR", "OUT_DIR")
+
+#: where data_prep notebooks write derived datasets (CIFAR-C, AITEX crops, SemiCon slices);
+#: table notebooks search DATA_ROOT first, then this folder.
+DEFAULT_PREP_DIR = "prepared_data"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STRICT = 0, 1, 2, 3
 _PYTHON_NAMES = {"python", f"python{sys.version_info[0]}", "python{}.{}".format(*sys.version_info[:2])}
 
@@ -196,13 +200,13 @@ def default_data_root(repo: Path | None = None) -> Path:
 
 def run_series(profile: str, *, only: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
                strict: bool = False, data_root: str | os.PathLike | None = None,
-               out_dir: str | os.PathLike = "results", params: Mapping[str, Any] | None = None,
+               prep_dir: str | os.PathLike = DEFAULT_PREP_DIR, out_dir: str | os.PathLike = "results", params: Mapping[str, Any] | None = None,
                notebooks_dir: str | os.PathLike = "notebooks", kernel_name: str = "python3",
                log_output: bool = False, report: bool = True) -> tuple[int, list[NotebookResult]]:
     """Run the selected notebooks in order; write the summary and the report; return (exit code, results).
 
-    Parameters given to each notebook: PROFILE, SEEDS (``seeds`` or the profile's), DATA_ROOT and
-    OUT_DIR (absolute paths) and ``params``. All selected notebooks are checked for unknown
+    Parameters given to each notebook: PROFILE, SEEDS (``seeds`` or the profile's), DATA_ROOT,
+    PREP_DIR and OUT_DIR (absolute paths) and ``params``. All selected notebooks are checked for unknown
     parameters before the first one runs.
     """
     prof = get_profile(profile)
@@ -215,7 +219,9 @@ def run_series(profile: str, *, only: Sequence[str] | None = None, seeds: Sequen
     clash = sorted(set(params or {}) & set(REQUIRED_PARAMS))
     if clash:
         raise COFTADInputError(f"--param {', '.join(clash)}: set these with --profile/--seeds/--data-root/--out")
-    values = {"PROFILE": prof["name"], "SEEDS": seeds, "DATA_ROOT": str(root), "OUT_DIR": str(out), **(params or {})}
+    prep = Path(prep_dir).resolve()
+    values = {"PROFILE": prof["name"], "SEEDS": seeds, "DATA_ROOT": str(root), "PREP_DIR": str(prep),
+              "OUT_DIR": str(out), **(params or {})}
     for nb in notebooks:
         check_parameters(nb, values)
     check_kernel(kernel_name)
