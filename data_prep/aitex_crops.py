@@ -6,9 +6,6 @@ Writes ``<out>/normal/*.png`` (``patches_per_image`` random patches per defect-f
 written last, so an interrupted run never looks finished; rerunning resumes it, and rerunning a
 finished run with the same parameters does nothing.
 
-This module also holds the run bookkeeping (parameters file, atomic PNG/CSV writes) that
-``data_prep.semicon_slices`` reuses.
-
 CLI::
 
     python -m data_prep.aitex_crops --root data/aitex --out data/aitex_crops [--seed 0]
@@ -17,25 +14,21 @@ CLI::
 from __future__ import annotations
 
 import argparse
-import csv
-import hashlib
-import json
 import os
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from coftad_lib.datasets.aitex import HOW_TO_GET, MANIFEST
-from coftad_lib.datasets.mvtec import check_image_file
+from coftad_lib.datasets.aitex import HOW_TO_GET
+from coftad_lib.datasets.crops import MANIFEST
+from coftad_lib.datasets.files import check_image_file, check_mask
 from coftad_lib.datasets.sampling import rng_for
 from coftad_lib.errors import COFTADInputError, DatasetNotFoundError, ImageReadError
-
-#: records the parameters of the run that is (or was) writing an output folder
-PARAMS_FILE = ".params.json"
+from data_prep.atomic_io import fingerprint, save_png_atomic, start_run, write_csv_atomic
 
 #: defect scans of the official release that ship without a mask. 0100_025_08 has none, and
 #: leaving it out gives the paper's count of 105 defect images; any other scan without a mask is
@@ -47,74 +40,6 @@ _NAME = re.compile(r"^(\d{4})_(\d{3})_(\d{2})$")  # nnnn_ddd_ff: image, defect c
 MANIFEST_FIELDS = [
     "file", "label", "kind", "source", "x", "y", "patch", "defect_px_in_patch", "defect_px_total",
 ]  # fmt: skip
-
-
-# ---------------------------------------------------------------- run bookkeeping (shared)
-
-
-def save_png_atomic(img: Image.Image, path: Path) -> None:
-    """Write ``img`` as PNG to ``path`` via a temporary file, so a crash never leaves half a PNG."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    img.save(tmp, format="PNG")
-    os.replace(tmp, path)
-
-
-def write_csv_atomic(path: Path, rows: Sequence[dict], fieldnames: Sequence[str]) -> None:
-    """Write ``rows`` as CSV to ``path`` via a temporary file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(fieldnames))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
-
-
-def fingerprint(files: Iterable[Path], base: Path) -> str:
-    """Short hash of the inputs' names, sizes and modification times: a changed input reruns the job."""
-    h = hashlib.sha256()
-    for p in sorted(files):
-        st = p.stat()
-        name = p.relative_to(base).as_posix() if p.is_relative_to(base) else p.as_posix()
-        h.update(f"{name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:16]
-
-
-def start_run(out: Path, params: dict, subdirs: Sequence[str] = ("normal", "defect")) -> bool:
-    """Get ``out`` ready for a run with ``params``; True when a finished run with them is there.
-
-    Same parameters as the recorded ones: files already written are kept (an interrupted run
-    resumes). Different or no recorded parameters: the manifest and the PNGs of ``subdirs`` are
-    removed first, because they may come from other settings.
-    """
-    out.mkdir(parents=True, exist_ok=True)
-    for sub in subdirs:
-        (out / sub).mkdir(exist_ok=True)
-        for tmp in (out / sub).glob(".*.tmp"):
-            tmp.unlink()
-    params = json.loads(json.dumps(params))  # normalise tuples to lists, as the file stores them
-    pfile = out / PARAMS_FILE
-    try:
-        old = json.loads(pfile.read_text()) if pfile.is_file() else None
-    except (OSError, json.JSONDecodeError):
-        old = None
-    manifest = out / MANIFEST
-    if old == params:
-        if manifest.is_file():
-            with open(manifest, newline="") as fh:
-                if all((out / row["file"]).is_file() for row in csv.DictReader(fh)):
-                    return True
-        return False
-    manifest.unlink(missing_ok=True)
-    for sub in subdirs:
-        for png in (out / sub).glob("*.png"):
-            png.unlink()
-    tmp = pfile.with_name(f".{pfile.name}.tmp")
-    tmp.write_text(json.dumps(params, indent=1, sort_keys=True))
-    os.replace(tmp, pfile)
-    return False
-
-
-# ---------------------------------------------------------------- AITEX
 
 
 def _to_gray(img: Image.Image) -> Image.Image:
@@ -135,12 +60,7 @@ def _defect_mask(image: Path, masks: list[Path], size: tuple[int, int], threshol
     """(H, W) bool union of an image's masks; checks each mask's size against the image."""
     union = np.zeros((size[1], size[0]), dtype=bool)
     for m in masks:
-        msize = check_image_file(m)
-        if msize != size:
-            raise COFTADInputError(
-                f"{m}: mask is {msize[0]}x{msize[1]} (WxH) but its image {image} is {size[0]}x{size[1]}; "
-                f"a mask must have its image's size"
-            )
+        check_mask(m, image, size)
         with Image.open(m) as im:
             union |= np.asarray(_to_gray(im)) > threshold
     if not union.any():

@@ -34,9 +34,9 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from coftad_lib.datasets.aitex import MANIFEST
+from coftad_lib.datasets.crops import MANIFEST
 from coftad_lib.errors import COFTADInputError, DatasetNotFoundError
-from data_prep.aitex_crops import fingerprint, save_png_atomic, start_run, write_csv_atomic
+from data_prep.atomic_io import fingerprint, save_png_atomic, start_run, write_csv_atomic
 
 #: void / joint area above which a slice is a defect. The paper gives no number; with
 #: ratio="slice" (all joints of a slice together) 0.01 means the voids cut by the slice take over

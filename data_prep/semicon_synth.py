@@ -18,7 +18,6 @@ CLI::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -29,6 +28,7 @@ from scipy.ndimage import gaussian_filter
 
 from coftad_lib.datasets.sampling import rng_for
 from coftad_lib.errors import COFTADInputError
+from data_prep.atomic_io import read_json, write_json_atomic
 
 #: records the parameters the volumes in a folder were made with
 PARAMS_FILE = "synth.json"
@@ -161,11 +161,7 @@ def make_synthetic_volumes(
     names = [f"vol_{i:03d}" for i in range(n_volumes)]
     paths = [[out / f"{n}{suffix}.{fmt}" for suffix in ("", "_solder", "_void")] for n in names]
     pfile = out / PARAMS_FILE
-    try:
-        done = json.loads(pfile.read_text()) == params if pfile.is_file() else False
-    except (OSError, json.JSONDecodeError):
-        done = False
-    if done and all(p.is_file() for trio in paths for p in trio):
+    if read_json(pfile) == params and all(p.is_file() for trio in paths for p in trio):
         if verbose:
             print(f"{out}: {n_volumes} synthetic volumes already there; nothing to do")
         return [trio[0] for trio in paths]
@@ -175,7 +171,7 @@ def make_synthetic_volumes(
                               blur_sigma=blur_sigma, photons=photons, read_noise=read_noise)  # fmt: skip
         for arr, path in zip(arrays, trio, strict=True):
             save_volume(arr, path)
-    pfile.write_text(json.dumps(params, indent=1, sort_keys=True))  # written last: marks completion
+    write_json_atomic(pfile, params)  # written last: marks completion
     if verbose:
         print(f"{out}: wrote {n_volumes} synthetic volumes of shape {shape} (+ solder and void masks)")
     return [trio[0] for trio in paths]

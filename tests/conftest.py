@@ -6,15 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _two_threads():
-    # CI machines have 2 cores; more threads only add contention.
-    torch.set_num_threads(2)
 
 
 def make_texture_task(n_train: int = 6, n_normal: int = 20, n_anom: int = 20, size: int = 64, seed: int = 0):

@@ -5,26 +5,17 @@ with a manifest); this loader reads that crops folder. Protocol: the test set is
 plus all (105) defect patches; the k = 5 / 10 / 50 shots are drawn from the remaining normal
 patches.
 
-This module also holds :func:`load_crops`, the protocol shared with the SemiCon slices (a folder of
-``normal/`` and ``defect/`` images listed in ``manifest.csv``).
+The crops-folder protocol itself, shared with the SemiCon slices, is :func:`.crops.load_crops`.
 """
 
 from __future__ import annotations
 
-import csv
 import os
-from pathlib import Path
 
-from ..errors import COFTADInputError, DatasetNotFoundError
-from .mvtec import check_image_file
-from .sampling import choose, rng_for
+from .crops import load_crops
 from .task import FewShotTask
 
 TASKS: list[str] = ["aitex"]
-
-#: name of the manifest a prepared crops / slices folder must hold; written last, so its presence
-#: means the preparation finished
-MANIFEST = "manifest.csv"
 
 HOW_TO_GET = """\
 AITEX Fabric Image Database (AFID): download the three archives from
@@ -37,101 +28,6 @@ extract them into one folder, e.g. data/aitex, giving
 Then cut the 256 x 256 patches the paper uses:
     python -m data_prep.aitex_crops --root data/aitex --out data/aitex_crops --seed 0
 and pass root="data/aitex_crops" to the loader."""
-
-
-def read_manifest(root: Path, how_to_get: str) -> list[dict[str, str]]:
-    """Rows of ``<root>/manifest.csv``; each has at least ``file`` (relative path) and ``label``."""
-    if not root.is_dir():
-        raise DatasetNotFoundError(f"{root}: folder not found.\n{how_to_get}")
-    path = root / MANIFEST
-    if not path.is_file():
-        raise DatasetNotFoundError(
-            f"{path}: not found, so {root} is not a finished crops folder (the preparation writes "
-            f"the manifest last; an interrupted run leaves none). Run the preparation again:\n{how_to_get}"
-        )
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    if not rows or not {"file", "label"} <= set(rows[0]):
-        raise COFTADInputError(f"{path}: expected a CSV with at least the columns file,label and one row per image")
-    for row in rows:
-        if row["label"] not in ("0", "1"):
-            raise COFTADInputError(f"{path}: label {row['label']!r} for {row['file']}; expected 0 (normal) or 1 (defect)")
-    return rows
-
-
-def load_crops(
-    root: str | os.PathLike,
-    shots: int,
-    seed: int,
-    *,
-    dataset: str,
-    n_test_normal: int,
-    n_test_defect: int | None,
-    how_to_get: str,
-    check_files: bool = True,
-) -> FewShotTask:
-    """Few-shot task from a prepared folder of normal/defect images listed in ``manifest.csv``.
-
-    The test normals are drawn first, from a generator keyed on (seed, dataset) only, so the test
-    set is the same for every k; the shots come from the normals left over.
-
-    Args:
-        n_test_normal: normal images in the test set.
-        n_test_defect: defect images in the test set; None takes all of them.
-
-    Raises:
-        DatasetNotFoundError: folder or manifest missing, or a listed file missing.
-        COFTADInputError: too few normal/defect images for the requested counts (the message names
-            the counts and the parameter to lower).
-    """
-    root = Path(root)
-    rows = read_manifest(root, how_to_get)
-    paths = [root / row["file"] for row in rows]
-    for path in paths:
-        if not path.is_file():
-            raise DatasetNotFoundError(f"{path}: listed in {root / MANIFEST} but missing; prepare the folder again")
-        if check_files:
-            check_image_file(path)
-    normal = [(p, r) for p, r in zip(paths, rows, strict=True) if r["label"] == "0"]
-    defect = [(p, r) for p, r in zip(paths, rows, strict=True) if r["label"] == "1"]
-    if not defect:
-        raise COFTADInputError(f"{root / MANIFEST}: no defect images listed; expected some under {root / 'defect'}")
-    if len(normal) < n_test_normal + shots:
-        raise COFTADInputError(
-            f"{root}: {len(normal)} normal images, but n_test_normal={n_test_normal} test + shots={shots} "
-            f"training = {n_test_normal + shots} are needed; pass a smaller n_test_normal "
-            f"(at most {max(len(normal) - shots, 0)}) or prepare more images"
-        )
-    test_normal, pool = choose(normal, n_test_normal, rng_for(seed, dataset, "test_normal"), f"{root} normal")
-    if n_test_defect is None:
-        test_defect = defect
-    else:
-        if len(defect) < n_test_defect:
-            raise COFTADInputError(
-                f"{root}: {len(defect)} defect images, but n_test_defect={n_test_defect} are needed; "
-                f"pass n_test_defect={len(defect)} or less, or prepare more images"
-            )
-        test_defect, _ = choose(defect, n_test_defect, rng_for(seed, dataset, "test_defect"), f"{root} defect")
-    train, _ = choose(pool, shots, rng_for(seed, dataset, "train"), f"{root} normal (shots)")
-    test = test_normal + test_defect
-    return FewShotTask(
-        dataset=dataset,
-        name=dataset,
-        train=[str(p) for p, _ in train],
-        test=[str(p) for p, _ in test],
-        test_labels=[int(r["label"]) for _, r in test],
-        test_kinds=[r.get("kind") or ("normal" if r["label"] == "0" else "defect") for _, r in test],
-        train_ids=[r["file"] for _, r in train],
-        test_ids=[r["file"] for _, r in test],
-        info={
-            "shots": shots,
-            "seed": seed,
-            "n_test_normal": len(test_normal),
-            "n_test_defect": len(test_defect),
-            "normal_available": len(normal),
-            "defect_available": len(defect),
-        },
-    )
 
 
 def load(
@@ -150,9 +46,8 @@ def load(
     Returns:
         FewShotTask: ``test`` = n_test_normal normal + all defect patches (kind = AITEX defect code).
     """
-    task = load_crops(
+    return load_crops(
         root, shots, seed, dataset="aitex", n_test_normal=n_test_normal, n_test_defect=None,
         how_to_get=HOW_TO_GET, check_files=check_files,
+        protocol="test = n_test_normal normal + all defect patches; shots from the other normals",
     )  # fmt: skip
-    task.info["protocol"] = "test = n_test_normal normal + all defect patches; shots from the other normals"
-    return task

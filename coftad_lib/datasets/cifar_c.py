@@ -33,6 +33,7 @@ import numpy as np
 
 from ..errors import COFTADInputError, DatasetNotFoundError
 from ..images import load_image
+from .files import USER_IMAGE_SUFFIXES, image_files
 from .sampling import choose, rng_for
 from .task import FewShotTask
 
@@ -121,7 +122,6 @@ CIFAR-10-C / CIFAR-100-C (Hendrycks & Dietterich 2019):
   Without the official corrupted files, generate level-4 corruptions from the clean test images:
   python -m data_prep.cifar_c --clean <clean_root> --out <root> --severity 4"""
 
-_IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 _VARIANTS = ("cifar10c", "cifar100c")
 
 
@@ -284,7 +284,7 @@ def _read_class_folder(
             raise DatasetNotFoundError(
                 f"{cdir}: class folder missing; expected one folder per class under {folder}\n{HOW_TO_GET}"
             )
-        files = sorted(p for p in cdir.iterdir() if p.suffix.lower() in _IMAGE_EXTS)
+        files = image_files(cdir, USER_IMAGE_SUFFIXES, hidden=True)
         if not files:
             raise COFTADInputError(
                 f"{cdir}: class folder has no images; expected *.png / *.jpg files"

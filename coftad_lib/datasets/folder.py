@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 from ..errors import COFTADInputError, DatasetNotFoundError
+from .files import USER_IMAGE_SUFFIXES, image_files, require_dir, task_from_files
 from .sampling import choose, rng_for
 from .task import FewShotTask
 
@@ -27,31 +28,23 @@ TASKS: list[str] = []
 #: test sub-folder names (case-insensitive) that hold normal images; any other folder is an anomaly type
 NORMAL_FOLDER_NAMES: tuple[str, ...] = ("good", "normal", "ok")
 
-IMAGE_EXTS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
-
 HOW_TO_GET = """\
 Your own data: put normal training images under <root>/train/ and test images under
 <root>/test/good/ (normal) and <root>/test/<anomaly type>/ (anomalies); or list the test images in
 a CSV with columns path,label (0 normal, 1 anomaly; paths relative to <root>) and pass
 labels_csv=<file>."""
 
+_EXPECTED_FILES = f"expected {', '.join(sorted(USER_IMAGE_SUFFIXES))} files"
+
 
 def _images_under(folder: Path) -> list[Path]:
     """Image files anywhere under ``folder``, sorted by relative path."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
-
-
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix()
+    return image_files(folder, USER_IMAGE_SUFFIXES, recursive=True, hidden=True)
 
 
 def _test_from_folders(test_root: Path) -> tuple[list[Path], list[int], list[str]]:
-    if not test_root.is_dir():
-        raise DatasetNotFoundError(f"{test_root}: test folder not found\n{HOW_TO_GET}")
-    loose = [p for p in test_root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS]
+    require_dir(test_root, "test folder", HOW_TO_GET)
+    loose = image_files(test_root, USER_IMAGE_SUFFIXES, hidden=True)
     if loose:
         raise COFTADInputError(
             f"{test_root}: {len(loose)} images lie directly in the test folder (e.g. {loose[0].name}); "
@@ -63,9 +56,7 @@ def _test_from_folders(test_root: Path) -> tuple[list[Path], list[int], list[str
     for sub in sorted(p for p in test_root.iterdir() if p.is_dir()):
         files = _images_under(sub)
         if not files:
-            raise COFTADInputError(
-                f"{sub}: test label folder has no images; expected {', '.join(sorted(IMAGE_EXTS))} files"
-            )
+            raise COFTADInputError(f"{sub}: test label folder has no images; {_EXPECTED_FILES}")
         is_normal = sub.name.lower() in NORMAL_FOLDER_NAMES
         paths += files
         labels += [0 if is_normal else 1] * len(files)
@@ -124,17 +115,11 @@ def load(
         FewShotTask whose ``train`` / ``test`` are lists of image paths; ``test_kinds`` are the
         label folder names (or the CSV's kind / "normal" / "anomaly").
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise DatasetNotFoundError(f"{root}: folder not found\n{HOW_TO_GET}")
-    train_root = root / train_dir
-    if not train_root.is_dir():
-        raise DatasetNotFoundError(f"{train_root}: training folder not found\n{HOW_TO_GET}")
+    root = require_dir(Path(root), "folder", HOW_TO_GET)
+    train_root = require_dir(root / train_dir, "training folder", HOW_TO_GET)
     train_all = _images_under(train_root)
     if not train_all:
-        raise COFTADInputError(
-            f"{train_root}: no training images; expected {', '.join(sorted(IMAGE_EXTS))} files"
-        )
+        raise COFTADInputError(f"{train_root}: no training images; {_EXPECTED_FILES}")
     name = root.name
     if shots is None or shots == 0:
         train = train_all
@@ -174,14 +159,4 @@ def load(
         "test_source": "labels_csv" if labels_csv is not None else f"{test_dir}/<label folder>",
         "normal_folder_names": list(NORMAL_FOLDER_NAMES),
     }
-    return FewShotTask(
-        dataset="folder",
-        name=name,
-        train=[str(p) for p in train],
-        test=[str(p) for p in test],
-        test_labels=labels,
-        test_kinds=kinds,
-        train_ids=[_rel(p, root) for p in train],
-        test_ids=[_rel(p, root) for p in test],
-        info=info,
-    )
+    return task_from_files("folder", name, train, test, labels, kinds, root, info)

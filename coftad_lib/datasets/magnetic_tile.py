@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from ..errors import DatasetNotFoundError
-from .mvtec import check_image_file, check_mask, list_images
+from .files import check_images, list_images, require_dir, task_from_files
 from .sampling import choose, rng_for
 from .task import FewShotTask
 
@@ -39,8 +39,7 @@ MT_Free/>, each with Imgs/*.jpg images and same-name Imgs/*.png masks."""
 
 def _find_root(root: Path) -> Path:
     """``root`` itself, or its single subfolder holding the MT_* folders (a freshly unzipped archive)."""
-    if not root.is_dir():
-        raise DatasetNotFoundError(f"{root}: Magnetic Tile folder not found.\n{HOW_TO_GET}")
+    require_dir(root, "Magnetic Tile folder", HOW_TO_GET)
     if (root / NORMAL_FOLDER).is_dir():
         return root
     nested = [p for p in root.iterdir() if (p / NORMAL_FOLDER).is_dir()]
@@ -49,17 +48,19 @@ def _find_root(root: Path) -> Path:
     raise DatasetNotFoundError(f"{root / NORMAL_FOLDER}: not found; {root} is not a Magnetic Tile folder.\n{HOW_TO_GET}")
 
 
+def _mask_of(image: Path) -> Path | None:
+    """The same-name ``.png`` mask of an image, or None.
+
+    Masks are not needed for image-level scores, so a missing one is allowed.
+    """
+    mask = image.with_suffix(".png")
+    return mask if mask.is_file() else None
+
+
 def _images(folder: Path, what: str, check_files: bool) -> list[Path]:
-    imgs = folder / "Imgs"
-    if not imgs.is_dir():
-        raise DatasetNotFoundError(f"{imgs}: folder not found; expected {what} there.\n{HOW_TO_GET}")
-    files = list_images(imgs, what, suffixes=(".jpg", ".jpeg"))
+    files = list_images(folder / "Imgs", what, suffixes=(".jpg", ".jpeg"), how_to_get=HOW_TO_GET)
     if check_files:
-        for path in files:
-            size = check_image_file(path)
-            mask = path.with_suffix(".png")
-            if mask.is_file():  # masks are not needed for image-level scores, so absence is allowed
-                check_mask(mask, path, size)
+        check_images(files, _mask_of)
     return files
 
 
@@ -94,15 +95,14 @@ def load(
         test += files
         kinds += [kind] * len(files)
     labels = [0 if k == "Free" else 1 for k in kinds]
-    return FewShotTask(
-        dataset="magnetic_tile",
-        name=task,
-        train=[str(p) for p in train],
-        test=[str(p) for p in test],
-        test_labels=labels,
-        test_kinds=kinds,
-        train_ids=[p.relative_to(base).as_posix() for p in train],
-        test_ids=[p.relative_to(base).as_posix() for p in test],
+    return task_from_files(
+        "magnetic_tile",
+        task,
+        train,
+        test,
+        labels,
+        kinds,
+        base,
         info={
             "shots": shots,
             "seed": seed,

@@ -41,8 +41,22 @@ def _take(items, idx: np.ndarray):
 
 
 def _select(
-    task: FewShotTask, normal_idx: np.ndarray, anomaly_idx: np.ndarray, info: dict
+    task: FewShotTask,
+    n_normal: int | None,
+    n_anomalies: int | None,
+    seed: int,
+    key: str,
+    info: dict,
 ) -> FewShotTask:
+    """``task`` with only ``n_normal`` normals and ``n_anomalies`` anomalies (None = all) tested.
+
+    The subsets keep test order and are drawn from generators keyed on (seed, task, ``key``);
+    ``info`` is merged into the task's.
+    """
+    normals, anomalies = _split(task)
+    keys = (seed, task.dataset, task.name, key)
+    normal_idx = _nested_subset(normals, n_normal, rng_for(*keys, "normal"))
+    anomaly_idx = _nested_subset(anomalies, n_anomalies, rng_for(*keys, "anomaly"))
     keep = np.sort(np.concatenate([normal_idx, anomaly_idx]))
     return dataclasses.replace(
         task,
@@ -81,18 +95,8 @@ def imbalanced(
             raise COFTADInputError(
                 f"imbalanced: {task.dataset}/{task.name} has {have} {what} test items, fewer than the {want} asked for"
             )
-    n_idx = _nested_subset(
-        normals, n_normal, rng_for(seed, task.dataset, task.name, "imbalanced", "normal")
-    )
-    a_idx = _nested_subset(
-        anomalies, n_anomalies, rng_for(seed, task.dataset, task.name, "imbalanced", "anomaly")
-    )
-    return _select(
-        task,
-        n_idx,
-        a_idx,
-        {"imbalanced": {"n_normal": n_normal, "n_anomalies": n_anomalies, "seed": seed}},
-    )
+    params = {"n_normal": n_normal, "n_anomalies": n_anomalies, "seed": seed}
+    return _select(task, n_normal, n_anomalies, seed, "imbalanced", {"imbalanced": params})
 
 
 def subsample_test(
@@ -105,22 +109,5 @@ def subsample_test(
     for name, val in (("max_normal", max_normal), ("max_anomalies", max_anomalies)):
         if val is not None and val < 1:
             raise COFTADInputError(f"subsample_test: {name}={val}; must be >= 1 or None")
-    normals, anomalies = _split(task)
-    n_idx = _nested_subset(
-        normals, max_normal, rng_for(seed, task.dataset, task.name, "subsample", "normal")
-    )
-    a_idx = _nested_subset(
-        anomalies, max_anomalies, rng_for(seed, task.dataset, task.name, "subsample", "anomaly")
-    )
-    return _select(
-        task,
-        n_idx,
-        a_idx,
-        {
-            "subsample_test": {
-                "max_normal": max_normal,
-                "max_anomalies": max_anomalies,
-                "seed": seed,
-            }
-        },
-    )
+    params = {"max_normal": max_normal, "max_anomalies": max_anomalies, "seed": seed}
+    return _select(task, max_normal, max_anomalies, seed, "subsample", {"subsample_test": params})

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from .aitex import load_crops
+from .crops import load_crops
 from .task import FewShotTask
 
 TASKS: list[str] = ["semicon"]
@@ -48,9 +48,8 @@ def load(
     Returns:
         FewShotTask: ``test`` = n_test_normal normal + n_test_defect defect slices, drawn at random.
     """
-    task = load_crops(
+    return load_crops(
         root, shots, seed, dataset="semicon", n_test_normal=n_test_normal, n_test_defect=n_test_defect,
         how_to_get=HOW_TO_GET, check_files=check_files,
+        protocol="test = n_test_normal normal + n_test_defect defect slices; shots from the other normals",
     )  # fmt: skip
-    task.info["protocol"] = "test = n_test_normal normal + n_test_defect defect slices; shots from the other normals"
-    return task
