@@ -162,31 +162,29 @@ class AutoencoderDetector(BaseDetector):
                 loss.backward()
                 opt.step()
                 self.history.append({"step": step, "loss": float(loss.detach())})
-        self.net = net.eval()
+        self.net = net.eval().requires_grad_(False)
         return self
 
+    def _residual(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) -> (N, S', S') residual map 1 - SSIM(x, AE(x)) at the network side S'."""
+        x = resize_to(x, self.net_size)
+        return ssim_residual(x, self.net(x), self.window_size)
+
     def residual_maps(self, images: Images) -> np.ndarray:
-        """(M, S', S') float64 residual maps 1 - SSIM(x, AE(x)) at the network side S'."""
-        net = self._fitted()
-
-        def residual(x: torch.Tensor) -> torch.Tensor:
-            x = resize_to(x, self.net_size)
-            return ssim_residual(x, net(x), self.window_size)
-
-        return self.batched(images, residual, "AE residuals")
+        """(M, S', S') float64 residual maps 1 - SSIM(x, AE(x)) (for figures and localisation)."""
+        self._require_fit()
+        return self.batched(images, self._residual, "AE residuals")
 
     def score_samples(self, images: Images) -> np.ndarray:
         """(M,) float64: max (or mean) of each image's residual map; higher = more anomalous."""
-        net = self._fitted()
 
         def score(x: torch.Tensor) -> torch.Tensor:
-            x = resize_to(x, self.net_size)
-            res = ssim_residual(x, net(x), self.window_size).flatten(1)
+            res = self._residual(x).flatten(1)
             return res.amax(1) if self.score_reduction == "max" else res.mean(1)
 
+        self._require_fit()
         return self.batched(images, score, "AE scoring")
 
-    def _fitted(self) -> _Autoencoder:
+    def _require_fit(self) -> None:
         if self.net is None:
             raise RuntimeError(f"{type(self).__name__}: call fit() before score_samples()")
-        return self.net

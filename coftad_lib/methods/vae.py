@@ -115,7 +115,7 @@ class VAEDetector(BaseDetector):
                 opt.step()
                 self.history.append({"step": step, "loss": float(loss.detach()),
                                      "nll": float(nll.detach()) / n_pix, "kl": float(kl.detach()) / n_pix})
-        self.net = net.eval()
+        self.net = net.eval().requires_grad_(False)
         return self
 
     def score_samples(self, images: Images) -> np.ndarray:

@@ -1,0 +1,536 @@
+"""What each table notebook (Tables I-X, Sec. IV-V) runs, and how its results become the paper's layout.
+
+A table notebook makes a few calls::
+
+    cells = table_cells("II", "cifar10c", METHODS, PROFILE, SEEDS)        # which work
+    df = run_cells(cells, [DATA_ROOT, PREP_DIR], cache_dir(OUT_DIR), PROFILE)
+    md = write_results(df, "II", OUT_DIR)                                # CSVs + Markdown
+    show(md)
+    record_status(OUT_DIR, df, tables=["II"])
+
+or ``df, md = run_table(...)`` for the three steps in one. Tables whose columns are not
+"tasks x shots" have their own builders here: :func:`ablation_cells` (Table VI),
+:func:`run_scorer_table` (Table VIII), :func:`run_imbalanced` (Table IX) and
+:func:`run_n_aug_table` (Table X); the last three fit each detector once and score it in
+several ways (:func:`run_rescored`).
+
+Which rows run: a table's methods are registry names (or :class:`Row` for relabelled variants).
+By default a method the paper reports in this table only for some settings runs only there
+(Table IV's 2-shot block has no CSI or CFLOW-AD row); a method the paper never reports in this
+table (PatchCore on the industrial tables) is our addition and runs in every setting.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import COFTADInputError, DatasetNotFoundError, WeightsUnavailableError
+from ..paper_values import TABLES, paper_table
+from ..versions import versions
+from . import cells as cells_mod
+from .cache import atomic_write_text, cached
+from .cells import Cell, make_cell, record_row, run_cell, run_cells
+from .profiles import get_profile, table_limits
+
+#: paper column name of each backbone of Table VI
+BACKBONE_COLUMNS: dict[str, str] = {"resnet18": "ResNet18", "resnet50": "ResNet50"}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One table row: its label, the registry method that computes it, and that method's overrides.
+
+    Attributes:
+        label: row name in the table and in :data:`coftad_lib.paper_values.DISPLAY_NAMES`
+            (e.g. ``"ablation:contrastive"``).
+        method: registry name for :func:`coftad_lib.methods.make_detector`.
+        kwargs: keyword arguments replacing the profile's (e.g. ``{"positive_pair": "none"}``).
+    """
+
+    label: str
+    method: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+#: Table VI rows (Sec. IV-F) as COFT-AD variants, keyed by :data:`coftad_lib.paper_values.ABLATION_ROWS`.
+#: "contrastive" keeps BYOL's L_Con (Eq. 1) and drops the pair losses; "+fc" pulls features to a
+#: fixed Deep SVDD centre [22] instead of cross-instance pairs (Eq. 4); "-l2" drops the L2
+#: normalisation before the Gaussian (Eqs. 7-8).
+ABLATION: dict[str, Row] = {
+    "random_init": Row("ablation:random_init", "random"),
+    "pretrained_only": Row("ablation:pretrained_only", "pretrained"),
+    "contrastive": Row("ablation:contrastive", "coftad", {"positive_pair": "none"}),
+    "contrastive+fc": Row("ablation:contrastive+fc", "coftad", {"positive_pair": "fixed_center"}),
+    "contrastive+cipp": Row("ablation:contrastive+cipp", "coftad"),
+    "contrastive+cipp+np": Row("ablation:contrastive+cipp+np", "coftad_np"),
+    "contrastive+cipp+np-l2": Row("ablation:contrastive+cipp+np-l2", "coftad_np", {"l2_normalize": False}),
+}
+
+
+def _as_row(method: str | Row) -> Row:
+    if isinstance(method, Row):
+        return method
+    if not isinstance(method, str) or not method:
+        raise COFTADInputError(f"methods: expected registry names or Row, got {method!r}")
+    return Row(method, method)
+
+
+def paper_methods(table: str, setting: str | None = None) -> list[str]:
+    """Row names the paper reports in ``table`` (for ``setting`` only, if given), in its order."""
+    if table not in TABLES:
+        return []
+    p = paper_table(table)
+    if setting is not None:
+        p = p[p["setting"] == setting]
+    return list(dict.fromkeys(p["method"]))
+
+
+def runs_in_setting(table: str, setting: str, label: str) -> bool:
+    """Whether row ``label`` runs in ``setting``: the paper reports it there, or nowhere in ``table``.
+
+    A setting the paper's table does not have (Table IX's cells are "10-shot", its columns anomaly
+    counts) restricts nothing.
+    """
+    here = paper_methods(table, setting)
+    if not here:
+        return True
+    return label in here or label not in paper_methods(table)
+
+
+def table_tasks(table: str, dataset: str | None, profile: str | Mapping[str, Any]) -> list[str]:
+    """The profile's task list for ``table``; ``None`` in the profile = every task of ``dataset``."""
+    tasks = table_limits(profile, table)["tasks"]
+    if tasks is not None:
+        return list(tasks)
+    if dataset is None:
+        raise COFTADInputError(f"table {table!r}: the profile lists no tasks and no dataset was given")
+    from ..datasets import tasks_for
+    return tasks_for(dataset)
+
+
+def table_cells(table: str, dataset: str | None, methods: Iterable[str | Row],
+                profile: str | Mapping[str, Any], seeds: Iterable[int], *,
+                shots: Iterable[int] | None = None, tasks: Iterable[str] | None = None,
+                setting: str | None = None, kind: str = "score", task_args: Mapping[str, Any] | None = None,
+                follow_paper: bool = True, **overrides: Any) -> list[Cell]:
+    """Cells of a "method x task x shots x seed" table (Tables I-V, VII): one per combination.
+
+    Args:
+        table: ``"I"`` .. ``"X"``; picks the profile's limits (tasks, shots, test cap).
+        dataset: ``load_task`` name; ``None`` when each task *is* a dataset (Tables V, VII, IX
+            list ``semicon``, ``aitex``, ``magnetic_tile``).
+        methods: registry names or :class:`Row`.
+        profile, seeds: the run profile and seeds.
+        shots / tasks: override the profile's lists.
+        setting: table column label instead of ``"<shots>-shot"``.
+        kind: ``"score"`` or ``"embed"``.
+        task_args: extra loader arguments (merged over the task selection and test cap).
+        follow_paper: skip a method in a setting where the paper has no such row although it has
+            the row elsewhere in the table (see the module docstring).
+        overrides: detector keyword arguments for every cell, over each Row's own, over the
+            profile's ``method_overrides`` for that method (e.g. CSI's smaller batch in smoke).
+
+    Order: task, shots, method, seed, so a table fills column by column.
+    """
+    lim = table_limits(profile, table)
+    per_method = get_profile(profile).get("method_overrides", {})
+    shot_list = [int(s) for s in (shots if shots is not None else lim["shots"])]
+    task_list = list(tasks) if tasks is not None else table_tasks(table, dataset, profile)
+    rows = [_as_row(m) for m in methods]
+    seed_list = [int(s) for s in seeds]
+    if not rows or not seed_list or not shot_list or not task_list:
+        raise COFTADInputError(f"table_cells({table!r}): methods, seeds, shots and tasks must be non-empty")
+    extra = dict(task_args or {})
+    out = []
+    for task in task_list:
+        ds = dataset if dataset is not None else task
+        for k in shot_list:
+            label = setting if setting is not None else f"{k}-shot"
+            for row in rows:
+                if follow_paper and not runs_in_setting(table, label, row.label):
+                    continue
+                for seed in seed_list:
+                    cell = make_cell(table, ds, task, k, row.method, seed, profile, setting=setting,
+                                     label=None if row.label == row.method else row.label, kind=kind,
+                                     **{**per_method.get(row.method, {}), **dict(row.kwargs), **overrides})
+                    if extra:
+                        # make_cell fills the task selection and test cap; loader args go on top.
+                        cell = replace(cell, task_args={**cell.task_args, **extra})
+                    out.append(cell)
+    return out
+
+
+def backbone_column(backbone: str) -> str:
+    """Table VI column of a backbone: ``"resnet18"`` -> ``"ResNet18"``; other names unchanged."""
+    return BACKBONE_COLUMNS.get(backbone, backbone)
+
+
+def ablation_cells(profile: str | Mapping[str, Any], seeds: Iterable[int], *,
+                   rows: Iterable[str] | None = None, backbones: Iterable[str] | None = None,
+                   table: str = "VI", dataset: str = "cifar10c") -> list[Cell]:
+    """Table VI (Sec. IV-F): every ablation row x backbone x CIFAR10-C task x seed, 10-shot.
+
+    Columns (``setting``) are :func:`backbone_column` of each backbone of the profile's
+    ``backbones`` list; row labels ``"ablation:<id>"`` (:data:`ABLATION`). With the profile's
+    own backbone the cells equal Table II's COFT-AD cells and Fig. 7's, so they are computed once.
+    """
+    ids = list(rows) if rows is not None else list(ABLATION)
+    unknown = [r for r in ids if r not in ABLATION]
+    if unknown:
+        raise COFTADInputError(f"ablation_cells: unknown row id(s) {unknown}; choose from {', '.join(ABLATION)}")
+    bbs = list(backbones) if backbones is not None else list(table_limits(profile, table)["backbones"])
+    out: list[Cell] = []
+    for bb in bbs:
+        out += table_cells(table, dataset, [ABLATION[r] for r in ids], profile, seeds,
+                           setting=backbone_column(bb), follow_paper=False, backbone=bb)
+    return out
+
+
+# -- Table IX ---------------------------------------------------------------------------------
+
+
+def _missing_row(record: Mapping[str, Any], setting: str) -> dict[str, Any]:
+    row = record_row(record)
+    row.update(setting=setting, auroc=math.nan)
+    return row
+
+
+def imbalanced_auroc(record: Mapping[str, Any], n_normal: int, n_anomalies: int, task_name: str) -> float:
+    """AUROC of a scored cell on the Table IX subset: ``n_normal`` normals, ``n_anomalies`` anomalies.
+
+    The subset is :func:`coftad_lib.datasets.protocols.imbalanced` of the cell's test set with
+    the cell's seed, so it is the test set a cell with ``task_args={"imbalanced": ...}`` would
+    score (``task_name`` must be the loaded task's name, as that seeds the draw).
+    """
+    from ..datasets import protocols
+    from ..datasets.task import FewShotTask
+    from ..metrics import auroc
+
+    labels = np.asarray(record["labels"], dtype=np.int64)
+    scores = np.asarray(record["scores"], dtype=np.float64)
+    index_task = FewShotTask(dataset=record["dataset"], name=task_name, train=[], test=list(range(len(labels))),
+                             test_labels=labels, test_kinds=list(record["test_kinds"]), train_ids=[],
+                             test_ids=list(record["test_ids"]))
+    keep = np.asarray(protocols.imbalanced(index_task, n_normal=n_normal, n_anomalies=n_anomalies,
+                                           seed=int(record["seed"])).test, dtype=np.int64)
+    return auroc(scores[keep], labels[keep])
+
+
+def run_imbalanced(cells: Iterable[Cell], data_roots: Any, cache_dir: str | os.PathLike,
+                   profile: str | Mapping[str, Any], n_anomalies: Iterable[int], n_normal: int, *,
+                   setting_format: str = "{n} anomalies", strict: bool = False) -> pd.DataFrame:
+    """Table IX (Sec. V-F): each cell fitted once and scored on its full test set, then AUROC on
+    ``n_normal`` normals + ``n`` anomalies for every ``n`` of ``n_anomalies``.
+
+    The paper notes the normal/anomaly ratio does not affect training, so one fitted model per
+    method and seed is evaluated on every subset (nested: the 5 anomalies are among the 10).
+    Returns a :func:`run_cells`-style frame with one row per cell x ``n`` (setting
+    ``"<n> anomalies"``); a cell with missing data gives ``missing`` rows.
+    """
+    counts = [int(n) for n in n_anomalies]
+    if not counts:
+        raise COFTADInputError("run_imbalanced: n_anomalies is empty")
+    rows = []
+    for cell in cells:
+        if "imbalanced" in cell.task_args:
+            raise COFTADInputError("run_imbalanced: give cells without task_args['imbalanced']; "
+                                   "the subsets are made here")
+        rec = run_cell(cell, data_roots, cache_dir, profile, strict=strict)
+        for n in counts:
+            setting = setting_format.format(n=n)
+            if rec["status"] != "ok":
+                rows.append(_missing_row(rec, setting))
+                continue
+            row = record_row(rec)
+            row.update(setting=setting, auroc=imbalanced_auroc(rec, n_normal, n, cell.task))
+            rows.append(row)
+    return pd.DataFrame(rows, columns=list(cells_mod.ROW_COLUMNS))
+
+
+# -- Tables VIII and X: one fit, several scorings -------------------------------------------------
+
+#: key of the test labels in a cached scorings dict
+_LABELS = "__labels__"
+
+
+def _score_with(detector: Any, scorers: Sequence[str], train: Any, test: Any,
+                scorer_kwargs: dict[str, dict[str, Any]] | None = None) -> dict[str, np.ndarray]:
+    from ..methods.scorers import score_with
+    return score_with(detector, list(scorers), train, test, scorer_kwargs=scorer_kwargs)
+
+
+ScoreFn = Callable[[Any, Any], Mapping[str, np.ndarray]]
+
+
+def model_dir(cache_dir: str | os.PathLike, cell: Cell, profile: str | Mapping[str, Any]) -> Path:
+    """Where :func:`fitted_detector` keeps the fitted detector of ``cell``: ``<cache_dir>/models/<key>``."""
+    prof_name = profile if isinstance(profile, str) else str(profile["name"])
+    return Path(cache_dir) / "models" / cell.key(prof_name)
+
+
+def fitted_detector(cell: Cell, task: Any, cache_dir: str | os.PathLike, profile: str | Mapping[str, Any]) -> Any:
+    """``cell``'s detector fitted on ``task.train``, fitted once per cell key across tables.
+
+    Detectors with ``save`` / ``load`` (the COFT-AD family: coftad, coftad_np, pretrained,
+    random) are written to :func:`model_dir` after fitting and loaded from there afterwards, so
+    Tables VIII and X, which score the same fitted COFT-AD in different ways, train it once.
+    The folder appears atomically (written aside, then renamed). Other detectors are refitted.
+    """
+    det = cells_mod._make_detector(cell.method, seed=cell.seed, **cell.method_kwargs)
+    folder = model_dir(cache_dir, cell, profile)
+    if not (callable(getattr(det, "save", None)) and callable(getattr(type(det), "load", None))):
+        return det.fit(task.train)
+    if (folder / "config.json").is_file():
+        return type(det).load(folder, device=str(cell.method_kwargs.get("device", "auto")))
+    det.fit(task.train)
+    tmp = folder.parent / f".{folder.name}.{uuid.uuid4().hex}.tmp"
+    det.save(tmp)
+    try:
+        os.replace(tmp, folder)
+    except OSError:  # another process saved the same model first: keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+    return det
+
+
+def _fit_and_score(cell: Cell, data_roots: Any, score_fn: ScoreFn, variants: Sequence[str],
+                   cache_dir: str | os.PathLike, profile: str | Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Fit ``cell``'s detector on its shots (or load it, :func:`fitted_detector`); ``score_fn(detector,
+    task)`` scores the test set in several ways. Returns ``{variant: (M,) float64 scores,
+    "__labels__": (M,) int64}``.
+
+    Raises:
+        COFTADInputError: ``score_fn`` left out a variant or returned a wrong number of scores
+            (before anything is cached).
+    """
+    task = cells_mod.load_cell_task(cell, data_roots)
+    det = fitted_detector(cell, task, cache_dir, profile)
+    out = {str(k): np.asarray(v, dtype=np.float64).ravel() for k, v in score_fn(det, task).items()}
+    labels = np.asarray(task.test_labels, dtype=np.int64)
+    lost = [v for v in variants if v not in out]
+    if lost:
+        raise COFTADInputError(f"{cell.method} on {cell.dataset}/{cell.task}: score_fn gave no scores for {lost}")
+    bad = {v: out[v].shape for v in variants if out[v].shape != labels.shape}
+    if bad:
+        raise COFTADInputError(f"{cell.method} on {cell.dataset}/{cell.task}: {len(labels)} test items "
+                               f"but scores of shapes {bad}")
+    return {**{v: out[v] for v in variants}, _LABELS: labels}
+
+
+def run_rescored(cells: Iterable[Cell], variants: Sequence[str], score_fn: ScoreFn, data_roots: Any,
+                 cache_dir: str | os.PathLike, profile: str | Mapping[str, Any], *, name: str,
+                 key_extra: Any = None, strict: bool = False) -> pd.DataFrame:
+    """Fit each cell's detector once and score its test set once per variant (a table column).
+
+    ``score_fn(detector, task)`` returns ``{variant: (M,) scores}`` for every name in
+    ``variants``. The scores are cached with :func:`cached` under ``name`` and the key
+    ``(cell key, variants, key_extra)``, so ``key_extra`` must hold whatever else decides them;
+    fitted COFT-AD-family detectors are kept too (:func:`fitted_detector`) and shared by every
+    caller with the same cell.
+    Returns a :func:`run_cells`-style frame, one row per cell x variant (``setting`` = variant);
+    cells with missing data or weights give ``missing`` rows (not cached).
+    """
+    from ..metrics import auroc
+
+    variant_list = [str(v) for v in variants]
+    if not variant_list:
+        raise COFTADInputError(f"run_rescored({name!r}): no variants")
+    prof_name = profile if isinstance(profile, str) else str(profile["name"])
+    rows = []
+    for cell in cells:
+        key = cell.key(prof_name)
+        base = {"key": key, "dataset": cell.dataset, "task": cell.task, "shots": cell.shots,
+                "method": cell.method, "label": cell.row_method, "kind": name, "seed": cell.seed,
+                "profile": prof_name, "backbone": cell.method_kwargs.get("backbone"), "table": cell.table,
+                "versions": versions(str(cell.method_kwargs.get("device", "auto")))}
+        try:
+            scores = cached(name, {"cell": key, "variants": variant_list, "extra": key_extra},
+                            lambda c=cell: _fit_and_score(c, data_roots, score_fn, variant_list, cache_dir, profile),
+                            cache_dir)
+        except (DatasetNotFoundError, WeightsUnavailableError) as exc:
+            if strict:
+                raise
+            rows += [record_row({**base, "setting": v, "status": "missing", "message": str(exc), "auroc": None})
+                     for v in variant_list]
+            continue
+        rows += [record_row({**base, "setting": v, "status": "ok", "message": "",
+                             "auroc": auroc(scores[v], scores[_LABELS])}) for v in variant_list]
+    return pd.DataFrame(rows, columns=list(cells_mod.ROW_COLUMNS))
+
+
+def _one_setting_cells(table: str, dataset: str, methods: Iterable[str | Row], profile: str | Mapping[str, Any],
+                       seeds: Iterable[int], task: str | None, shots: int | None) -> list[Cell]:
+    lim = table_limits(profile, table)
+    task = task if task is not None else table_tasks(table, dataset, profile)[0]
+    shots = int(shots if shots is not None else lim["shots"][0])
+    return table_cells(table, dataset, methods, profile, seeds, shots=[shots], tasks=[task], follow_paper=False)
+
+
+def run_scorer_table(table: str, dataset: str, extractors: Iterable[str | Row], scorers: Iterable[str],
+                     profile: str | Mapping[str, Any], seeds: Iterable[int], data_roots: Any,
+                     cache_dir: str | os.PathLike, *, task: str | None = None, shots: int | None = None,
+                     strict: bool = False) -> pd.DataFrame:
+    """Table VIII (Sec. V-D): each feature extractor fitted once per seed, scored by every scorer.
+
+    Rows (``method``) are extractors (``pretrained``, ``coftad``, ``coftad_np``), columns
+    (``setting``) scorer names of :data:`coftad_lib.methods.scorers.SCORERS`. ``"gaussian"`` is
+    the detector's own Eq. 8 score (as in the paper, where that column equals Table I); the
+    others come from :func:`coftad_lib.methods.scorers.score_with` on the same fitted network.
+    Task and shots default to the profile's first task and shots of ``table``.
+    """
+    scorer_list = list(scorers)
+    if not scorer_list:
+        raise COFTADInputError(f"run_scorer_table({table!r}): scorers is empty")
+    others = [s for s in scorer_list if s != "gaussian"]
+
+    def score_fn(det: Any, task: Any) -> dict[str, np.ndarray]:
+        out = {}
+        if "gaussian" in scorer_list:
+            out["gaussian"] = det.score_samples(task.test)
+        if others:
+            out.update(_score_with(det, others, task.train, task.test))
+        return out
+
+    cells = _one_setting_cells(table, dataset, extractors, profile, seeds, task, shots)
+    return run_rescored(cells, scorer_list, score_fn, data_roots, cache_dir, profile, name="scorers",
+                        strict=strict)
+
+
+def run_n_aug_table(table: str, dataset: str, methods: Iterable[str | Row], n_aug: Iterable[int],
+                    profile: str | Mapping[str, Any], seeds: Iterable[int], data_roots: Any,
+                    cache_dir: str | os.PathLike, *, task: str | None = None, shots: int | None = None,
+                    setting_format: str = "N_A={value}", strict: bool = False) -> pd.DataFrame:
+    """Table X (Sec. V-G): each method fitted once per seed, its Gaussian (Eq. 7) refitted on N_A
+    augmented copies of the shots for every N_A of ``n_aug``, test set scored by Eq. 8.
+
+    N_A enters only the density fit after training, so one trained network per method and seed
+    serves every column, and the columns differ only in N_A. Each column uses
+    :func:`~coftad_lib.methods.scorers.score_with`'s Gaussian with the detector's
+    ``l2_normalize``; its augmentation draws differ from those inside ``fit``, so the column for
+    the profile's own N_A can differ slightly from the same cell in Table I.
+    """
+    values = [int(v) for v in n_aug]
+    if not values or min(values) < 1:
+        raise COFTADInputError(f"run_n_aug_table({table!r}): n_aug={values}; give values >= 1")
+    labels = [setting_format.format(value=v) for v in values]
+
+    def score_fn(det: Any, task: Any) -> dict[str, np.ndarray]:
+        out = {}
+        l2 = bool(getattr(getattr(det, "density", None), "l2_normalize", True))
+        for v, lab in zip(values, labels, strict=True):
+            det.n_aug = v
+            out[lab] = _score_with(det, ["gaussian"], task.train, task.test,
+                                   {"gaussian": {"l2_normalize": l2}})["gaussian"]
+        return out
+
+    cells = _one_setting_cells(table, dataset, methods, profile, seeds, task, shots)
+    return run_rescored(cells, labels, score_fn, data_roots, cache_dir, profile, name="n_aug_sweep",
+                        key_extra={"n_aug": values}, strict=strict)
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+
+def with_task_average(df: pd.DataFrame, task: str = "avg") -> pd.DataFrame:
+    """``df`` plus one row per (setting, method, seed) with the mean AUROC over its tasks.
+
+    For tables whose paper values are averages only (Table VI): the average row is then compared
+    with the paper's. A seed's average is ``missing`` (NaN) unless every task of its setting is ok.
+    """
+    if df.empty:
+        return df.copy()
+    rows = []
+    for (setting, _method, _seed), g in df.groupby(["setting", "method", "seed"], sort=False):
+        tasks = set(df.loc[df["setting"] == setting, "task"])
+        ok = g[g["status"] == "ok"]
+        complete = set(ok["task"]) == tasks
+        row = g.iloc[0].to_dict()
+        row.update(task=task, auroc=float(ok["auroc"].mean()) if complete else math.nan,
+                   status="ok" if complete else "missing",
+                   message="" if complete else "; ".join(sorted(set(g.loc[g["status"] != "ok", "message"]))),
+                   key="", cached=bool(g["cached"].all()))
+        rows.append(row)
+    return pd.concat([df, pd.DataFrame(rows, columns=df.columns)], ignore_index=True)
+
+
+def missing_section(df: pd.DataFrame) -> str:
+    """Markdown listing each dataset with missing cells, the loader's message and how to get it."""
+    if df.empty or "status" not in df:
+        return ""
+    miss = df[df["status"] == "missing"]
+    if miss.empty:
+        return ""
+    lines = ["## Missing datasets", ""]
+    for dataset, g in miss.groupby("dataset", sort=True):
+        msg = str(g["message"].iloc[0]).strip()
+        how = ""
+        try:
+            from ..datasets import dataset_module
+            how = str(getattr(dataset_module(str(dataset)), "HOW_TO_GET", "")).strip()
+        except (ImportError, COFTADInputError):
+            pass
+        rows_of = ", ".join(sorted(set(g["task"].astype(str))))
+        first, *rest = msg.splitlines() or ["not found"]
+        lines.append(f"- **{dataset}** (tasks {rows_of}) is missing: {first}")
+        # the dataset's own instructions, else whatever else the loader said
+        detail = how.splitlines() if how else [ln for ln in rest if ln.strip()]
+        if detail:
+            lines += ["", "  How to get it:", "", *[f"      {ln}" for ln in detail]]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_results(df: pd.DataFrame, table: str, out_dir: str | os.PathLike, *,
+                  columns: Sequence[str] = ("task",), setting_map: Mapping[str, str] | None = None,
+                  average: bool | None = None) -> Path:
+    """:func:`coftad_lib.results_tables.write_table` into ``<out_dir>/tables``, plus a section
+    naming every missing dataset and how to get it; returns the Markdown path."""
+    from ..results_tables import write_table
+
+    paths = write_table(df, table, out_dir=Path(out_dir) / "tables", columns=columns,
+                        setting_map=setting_map, average=average)
+    extra = missing_section(df)
+    if extra:
+        text = paths["md"].read_text(encoding="utf-8").rstrip() + "\n\n" + extra.rstrip() + "\n"
+        atomic_write_text(paths["md"], text)
+    return paths["md"]
+
+
+def show(md_path: str | os.PathLike) -> Any:
+    """The Markdown file as an IPython ``Markdown`` object (rendered in a notebook), else its text."""
+    text = Path(md_path).read_text(encoding="utf-8")
+    try:
+        from IPython.display import Markdown
+    except ImportError:
+        return text
+    return Markdown(text)
+
+
+def run_table(table: str, dataset: str | None, methods: Iterable[str | Row], profile: str | Mapping[str, Any],
+              seeds: Iterable[int], data_roots: Any, out_dir: str | os.PathLike, *,
+              columns: Sequence[str] = ("task",), setting_map: Mapping[str, str] | None = None,
+              progress: bool = True, **cell_kwargs: Any) -> tuple[pd.DataFrame, Path]:
+    """:func:`table_cells` -> :func:`run_cells` (cache ``<out_dir>/cache``) -> :func:`write_results`.
+
+    Returns the results frame and the Markdown path.
+    """
+    from . import cache_dir
+
+    cells = table_cells(table, dataset, methods, profile, seeds, **cell_kwargs)
+    df = run_cells(cells, data_roots, cache_dir(out_dir), profile, progress=progress, desc=f"Table {table}")
+    return df, write_results(df, table, out_dir, columns=columns, setting_map=setting_map)
+
+
+__all__ = ["ABLATION", "BACKBONE_COLUMNS", "Row", "ablation_cells", "backbone_column", "fitted_detector",
+           "imbalanced_auroc", "missing_section", "model_dir", "paper_methods", "run_imbalanced",
+           "run_n_aug_table", "run_rescored", "run_scorer_table", "run_table", "runs_in_setting", "show",
+           "table_cells", "table_tasks", "with_task_average", "write_results"]
