@@ -26,13 +26,17 @@ class DeepSVDDDetector(BaseDetector):
     bias terms of the backbones are BatchNorm shifts (their convolutions have no bias), so with
     ``freeze_bias=True`` every 1-D parameter (BN scale and shift, any bias) is frozen and BatchNorm
     stays in eval mode with its ImageNet running statistics: only convolution weights train, which
-    is [22]'s bias-free network. Together with the pretrained start and a few hundred steps this
-    keeps the features informative.
+    is [22]'s bias-free network. It does not stop the other collapse route of [22] (Prop. 3,
+    bounded activations): pooled ReLU/ReLU6 features can switch off. Measured on the tests'
+    synthetic task with efficientnet_lite0 (lr 1e-4): the first few steps kill features and AUROC
+    dips, then recovers after ~15-25 steps at 48-64 px; at 32 px, where only ~90 of the 1280 pooled
+    features are non-zero to begin with, it may not recover. Use image sizes near 224.
 
     Method-specific args (source in brackets):
         weight_decay: Adam weight decay, [22]'s lambda (1e-6).
         center_eps: centre coordinates with |c_j| < eps are set to +-eps, as in [22]'s code, so that
-            a unit cannot reach its centre by dying (0.1).
+            a unit cannot reach its centre by dying (0.1). A unit that is already dead (zero on every
+            shot) gets no gradient and stays at distance eps, a constant added to every score.
         freeze_bias: see above (True; ours, following [22]'s no-bias requirement).
     Common args with DeepSVDD-specific defaults:
         lr: 1e-4 ([22], Adam). steps: 200 (as COFT-AD; [22] trains 150 + 100 epochs from scratch).
