@@ -68,6 +68,7 @@ def test_title_names_what_it_regenerates(path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(45 * 60)  # the suite-wide 15 min limit is for single tests, not the series
 def test_whole_series_runs_in_smoke_profile(tmp_path):
     """CI runs every notebook headlessly in the smoke profile into a scratch results folder."""
     out = tmp_path / "results"
