@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from .errors import COFTADInputError, ImageReadError
+from .image_cache import cached_decode
 
 ImageLike = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
 Images = Sequence[ImageLike] | np.ndarray | torch.Tensor
@@ -95,8 +96,8 @@ def _resize(t: torch.Tensor, size: int) -> torch.Tensor:
 def _one_to_tensor(item: ImageLike, size: int, index: int) -> torch.Tensor:
     """One image-like -> (3, size, size) float tensor in [0, 1]."""
     if isinstance(item, (str, os.PathLike)):
-        img = load_image(item)
-        what = str(item)
+        # Decoded and resized once per process, then shared by every cell and by scoring.
+        return cached_decode(item, size, _decode_file).float() / 255.0
     elif isinstance(item, Image.Image):
         img = _pil_to_rgb(item)
         what = f"images[{index}]"
@@ -108,13 +109,23 @@ def _one_to_tensor(item: ImageLike, size: int, index: int) -> torch.Tensor:
         raise COFTADInputError(
             f"images[{index}]: expected a file path, PIL image, numpy array or tensor, got {type(item).__name__}"
         )
+    return _pil_to_uint8(img, size, what).float() / 255.0
+
+
+def _pil_to_uint8(img: Image.Image, size: int, what: str) -> torch.Tensor:
+    """RGB PIL image -> (3, size, size) uint8 tensor."""
     # Resizing large scans (900x900 MVTec, 4096x256 AITEX) in PIL first keeps memory small.
     try:
         img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
     except OSError as exc:
         raise ImageReadError(f"{what}: cannot decode image ({exc})") from exc
     arr = np.asarray(img, dtype=np.uint8)
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255.0
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+
+
+def _decode_file(path: str | os.PathLike, size: int) -> torch.Tensor:
+    """Image file -> (3, size, size) uint8 tensor; what :mod:`coftad_lib.image_cache` caches."""
+    return _pil_to_uint8(load_image(path), size, str(path))
 
 
 def images_to_tensor(images: Images, size: int, *, num_workers: int = 4) -> torch.Tensor:
