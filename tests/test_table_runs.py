@@ -246,12 +246,16 @@ def test_run_n_aug_table_sets_n_aug_for_each_column(tmp_path, fakes, monkeypatch
 
 def test_run_rescored_rejects_bad_score_fns_without_caching(tmp_path, fakes):
     cells = tr.table_cells("X", "flowers17", ["coftad"], "smoke", [0], follow_paper=False)
-    with pytest.raises(COFTADInputError, match="no scores"):
-        tr.run_rescored(cells, ["a", "b"], lambda det, task: {"a": det.score_samples(task.test)},
-                        tmp_path / "data", tmp_path / "cache", "smoke", name="partial")
-    with pytest.raises(COFTADInputError, match="test items"):
+    df = tr.run_rescored(cells, ["a", "b"], lambda det, task: {"a": det.score_samples(task.test)},
+                         tmp_path / "data", tmp_path / "cache", "smoke", name="partial")
+    assert set(df["status"]) == {"failed"} and df["message"].str.contains("no scores").all()
+    df = tr.run_rescored(cells, ["a"], lambda det, task: {"a": det.score_samples(task.test)[:3]},
+                         tmp_path / "data", tmp_path / "cache", "smoke", name="short")
+    assert list(df["status"]) == ["failed"] and "test items" in df["message"].iloc[0]
+    assert df["auroc"].isna().all()
+    with pytest.raises(COFTADInputError, match="test items"):  # strict: the error itself
         tr.run_rescored(cells, ["a"], lambda det, task: {"a": det.score_samples(task.test)[:3]},
-                        tmp_path / "data", tmp_path / "cache", "smoke", name="short")
+                        tmp_path / "data", tmp_path / "cache", "smoke", name="short", strict=True)
     assert not (tmp_path / "cache" / "misc").exists()  # nothing cached from a failed scoring
 
 

@@ -91,7 +91,8 @@ def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
         return {k: data[k] for k in data.files}
 
 
-def cached(name: str, key_parts: Any, fn: Callable[[], Any], cache_dir: str | os.PathLike) -> Any:
+def cached(name: str, key_parts: Any, fn: Callable[[], Any], cache_dir: str | os.PathLike, *,
+           compute: bool = True) -> Any:
     """Return ``fn()``, computed once per ``(name, key_parts)`` and kept under ``cache_dir/misc``.
 
     For work that is not "fit a detector and score a test set" (feature extraction for Table VIII
@@ -99,6 +100,7 @@ def cached(name: str, key_parts: Any, fn: Callable[[], Any], cache_dir: str | os
     everything the result depends on (dataset, task, seed, profile, method kwargs, ...).
     ``fn`` must return either a JSON-able value or a dict of numpy arrays; the latter is stored
     as ``.npz``. The result is written atomically, so an interrupted ``fn`` leaves nothing behind.
+    With ``compute=False`` nothing is computed: the cached value, or None when there is none.
 
     Example:
         >>> feats = cached("embed", {"task": "Daffodil/Tulip", "seed": 0}, lambda: {"z": z}, "results/cache")
@@ -112,6 +114,8 @@ def cached(name: str, key_parts: Any, fn: Callable[[], Any], cache_dir: str | os
         return load_npz(npz)
     if js.exists():
         return json.loads(js.read_text())["value"]
+    if not compute:
+        return None
     value = fn()
     if isinstance(value, Mapping) and value and all(isinstance(v, np.ndarray) for v in value.values()):
         atomic_save_npz(npz, value)

@@ -5,11 +5,13 @@ detector, fit it on the k normal shots, score the test set, compute AUROC (Sec. 
 record is written atomically as JSON under ``<cache_dir>/cells/<key>.json``; a rerun with the same
 cell, profile and library version returns it without recomputing.
 
-Independence: :func:`run_cell` reads only its arguments, the data folder and the cache; it builds
-its own detector and passes the cell's seed to it, and shares no state with other cells. Cells can
-therefore run in any order, in separate processes or on separate machines that share (or later
-merge) ``cache_dir``; two workers racing on one cell at worst do the same work twice, and the
-atomic ``os.replace`` keeps one complete record.
+Independence: :func:`compute_record` reads only its arguments and the data folder; it builds its
+own detector, passes the cell's seed to it, shares no state with other cells and writes nothing.
+:func:`store_record` then writes the record into the cache. :func:`run_cell` does both in this
+process; the executors of :mod:`coftad_lib.reproduce.executors` compute on workers (other
+processes or machines, which need the data but not the results folder) and store on the driver.
+Two processes racing on one cell at worst do the same work twice, and the atomic ``os.replace``
+keeps one complete record.
 
 Kinds of work (``Cell.kind``):
 - ``"score"`` (default): ``fit(task.train)`` then ``score_samples(task.test)``.
@@ -33,11 +35,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from ..errors import COFTADInputError, DatasetNotFoundError, WeightsUnavailableError
 from ..versions import VERSION_KEYS, library_version, versions
 from .cache import atomic_save_npz, atomic_write_json, canonical_json, digest, load_npz
+from .fingerprint import code_fingerprint
 from .profiles import detector_kwargs, get_profile, preset_for, table_limits
 
 KINDS: tuple[str, ...] = ("score", "embed")
@@ -141,9 +143,10 @@ class Cell:
                 "task_args": dict(self.task_args), "kind": self.kind}
 
     def key(self, profile: str) -> str:
-        """SHA-256 of the cell's work (canonical JSON) + profile name + library version + record schema."""
+        """SHA-256 of the cell's work (canonical JSON) + profile name + library version + record schema
+        + :func:`~coftad_lib.reproduce.fingerprint.code_fingerprint` (the source of the method and data code)."""
         return digest({"cell": self.work(), "profile": profile, "coftad_lib": library_version(),
-                       "schema": RECORD_SCHEMA})
+                       "schema": RECORD_SCHEMA, "code": code_fingerprint()})
 
 
 def make_cell(table: str, dataset: str, task: str, shots: int, method: str, seed: int,
@@ -153,12 +156,15 @@ def make_cell(table: str, dataset: str, task: str, shots: int, method: str, seed
     """A :class:`Cell` with the profile's detector kwargs and the table's test-set cap filled in.
 
     ``method_kwargs`` = :func:`~coftad_lib.reproduce.profiles.detector_kwargs` (backbone, image_size,
-    steps, batch_size, device, and n_aug for Gaussian-scored methods) updated by ``method_overrides``.
+    steps, batch_size, device, and n_aug for Gaussian-scored methods), updated by the profile's
+    ``method_overrides[method]``, then by ``method_overrides``.
     ``task_args`` defaults to ``{"task": task}`` when the dataset's loader takes a ``task`` argument
     (AITEX and SemiCon have one task and do not); the profile's ``max_test_per_class`` for ``table``
     is added when not None and not already given.
     """
     prof = get_profile(profile)
+    # The profile's per-method settings (e.g. smoke's smaller CSI batch), then the caller's.
+    method_overrides = {**prof.get("method_overrides", {}).get(method, {}), **method_overrides}
     # Each dataset family has its augmentation preset (Sec. IV-C); an override still wins.
     method_overrides.setdefault("preset", preset_for(dataset))
     if task_args is None:
@@ -287,33 +293,35 @@ def _labelled(record: dict[str, Any], cell: Cell, cached: bool) -> dict[str, Any
     return out
 
 
-def run_cell(cell: Cell, data_root: str | os.PathLike | Mapping[str, Any], cache_dir: str | os.PathLike,
-             profile: str | Mapping[str, Any], *, strict: bool = False) -> dict[str, Any]:
-    """Run (or fetch from the cache) one cell; returns its record.
-
-    Record keys: key, status (``"ok"`` / ``"missing"``), message, how_to_get, dataset, task, shots,
-    method, label, setting, table, kind, seed, profile, backbone, method_kwargs, task_args, auroc
-    (in [0, 1]), scores / labels / test_ids / test_kinds (per test item), n_train, n_test,
-    n_anomalous, fit_seconds, score_seconds, task_info, features (npz path or None), versions, cached.
-
-    A missing dataset (:class:`DatasetNotFoundError`) or missing weights
-    (:class:`WeightsUnavailableError`) gives a record with status ``"missing"`` and the loader's
-    message (how to get it); it is not cached, so the cell runs once the data is there. With
-    ``strict=True`` the exception propagates instead. Any other error propagates.
-    """
+def _base_record(cell: Cell, profile: str | Mapping[str, Any]) -> dict[str, Any]:
+    """The fields every record has, whatever became of the cell."""
     prof = _profile_name(profile)
-    key = cell.key(prof)
-    path = cell_path(cache_dir, key)
-    if path.exists():
-        return _labelled(json.loads(path.read_text()), cell, cached=True)
     backbone = cell.method_kwargs.get("backbone")
     if backbone is None and not isinstance(profile, str):
         backbone = profile.get("backbone")
-    device = str(cell.method_kwargs.get("device", "auto"))
-    base = {"key": key, "dataset": cell.dataset, "task": cell.task, "shots": cell.shots,
+    return {"key": cell.key(prof), "dataset": cell.dataset, "task": cell.task, "shots": cell.shots,
             "method": cell.method, "kind": cell.kind, "seed": cell.seed, "profile": prof,
             "backbone": backbone, "method_kwargs": dict(cell.method_kwargs),
-            "task_args": dict(cell.task_args), "versions": versions(device), "schema": RECORD_SCHEMA}
+            "task_args": dict(cell.task_args),
+            "versions": versions(str(cell.method_kwargs.get("device", "auto"))), "schema": RECORD_SCHEMA}
+
+
+def cached_record(cell: Cell, cache_dir: str | os.PathLike, profile: str | Mapping[str, Any]) -> dict[str, Any] | None:
+    """The cell's cached record with this cell's labels, or None when it has not run."""
+    path = cell_path(cache_dir, cell.key(_profile_name(profile)))
+    return _labelled(json.loads(path.read_text()), cell, cached=True) if path.exists() else None
+
+
+def compute_record(cell: Cell, data_root: str | os.PathLike | Mapping[str, Any], profile: str | Mapping[str, Any],
+                   *, strict: bool = False) -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
+    """Run one cell without touching the cache: ``(record, features)``; pure apart from reading data.
+
+    ``features`` is ``{"train": (k, D), "test": (M, D), "labels": (M,)}`` for ``"embed"`` cells,
+    else None. Executors call this on a worker and hand the result to :func:`store_record` on the
+    driver, so workers need the data but not the results folder. Missing data or weights give a
+    ``"missing"`` record (raised with ``strict``); any other error propagates.
+    """
+    base = _base_record(cell, profile)
     try:
         task = load_cell_task(cell, data_root)
         detector = _make_detector(cell.method, seed=cell.seed, **cell.method_kwargs)
@@ -331,8 +339,8 @@ def run_cell(cell: Cell, data_root: str | os.PathLike | Mapping[str, Any], cache
     except (DatasetNotFoundError, WeightsUnavailableError) as exc:
         if strict:
             raise
-        return _labelled({**base, "status": "missing", "message": str(exc),
-                          "how_to_get": _how_to_get(cell.dataset), "auroc": None, "cached": False}, cell, False)
+        return _labelled({**base, "status": "missing", "message": str(exc), "how_to_get": _how_to_get(cell.dataset),
+                          "auroc": None}, cell, False), None
     labels = np.asarray(task.test_labels, dtype=np.int64)
     if scores.shape != labels.shape:
         raise COFTADInputError(f"{cell.method}.score_samples returned {scores.shape[0]} scores for "
@@ -344,11 +352,60 @@ def run_cell(cell: Cell, data_root: str | os.PathLike | Mapping[str, Any], cache
               "fit_seconds": round(fit_s, 3), "score_seconds": round(score_s, 3),
               "task_info": _jsonable(task.info), "features": None}
     if feats is not None:
-        npz = path.with_suffix(".npz")
-        atomic_save_npz(npz, {"train": feats["train"], "test": feats["test"], "labels": labels})
-        record["features"] = npz.name
-    atomic_write_json(path, record)
-    return _labelled(record, cell, cached=False)
+        feats["labels"] = labels
+        record["features"] = f"{record['key']}.npz"
+    return _labelled(record, cell, False), feats
+
+
+def failed_record(cell: Cell, profile: str | Mapping[str, Any], error: str, detail: str = "") -> dict[str, Any]:
+    """Record of a cell that raised (or whose worker died): status ``"failed"``, never cached.
+
+    ``error`` is one line (``"RuntimeError: scoring exploded"``); ``detail`` the traceback's tail.
+    """
+    return _labelled({**_base_record(cell, profile), "status": "failed", "message": error, "traceback": detail,
+                      "how_to_get": "", "auroc": None}, cell, False)
+
+
+#: record fields that only the cache file holds; dropped from what :func:`store_record` writes
+_LABEL_FIELDS = ("table", "setting", "label", "cached")
+
+
+def store_record(record: Mapping[str, Any], features: Mapping[str, np.ndarray] | None,
+                 cache_dir: str | os.PathLike) -> bool:
+    """Write an ``"ok"`` record (and its features) atomically into the cache; False for other statuses.
+
+    Missing and failed records are not cached, so those cells run again once data or code is fixed.
+    """
+    if record.get("status") != "ok":
+        return False
+    path = cell_path(cache_dir, record["key"])
+    if features is not None:
+        atomic_save_npz(path.with_suffix(".npz"), dict(features))
+    atomic_write_json(path, {k: v for k, v in record.items() if k not in _LABEL_FIELDS})
+    return True
+
+
+def run_cell(cell: Cell, data_root: str | os.PathLike | Mapping[str, Any], cache_dir: str | os.PathLike,
+             profile: str | Mapping[str, Any], *, strict: bool = False) -> dict[str, Any]:
+    """Run (or fetch from the cache) one cell in this process; returns its record.
+
+    Record keys: key, status (``"ok"`` / ``"missing"``), message, how_to_get, dataset, task, shots,
+    method, label, setting, table, kind, seed, profile, backbone, method_kwargs, task_args, auroc
+    (in [0, 1]), scores / labels / test_ids / test_kinds (per test item), n_train, n_test,
+    n_anomalous, fit_seconds, score_seconds, task_info, features (npz name or None), versions, cached.
+
+    A missing dataset (:class:`DatasetNotFoundError`) or missing weights
+    (:class:`WeightsUnavailableError`) gives a record with status ``"missing"`` and the loader's
+    message (how to get it); it is not cached, so the cell runs once the data is there. With
+    ``strict=True`` the exception propagates instead. Any other error propagates (the executors
+    of :func:`run_cells` turn it into a ``"failed"`` record instead).
+    """
+    hit = cached_record(cell, cache_dir, profile)
+    if hit is not None:
+        return hit
+    record, feats = compute_record(cell, data_root, profile, strict=strict)
+    store_record(record, feats, cache_dir)
+    return record
 
 
 def load_features(record: Mapping[str, Any], cache_dir: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -381,13 +438,16 @@ def record_row(record: Mapping[str, Any]) -> dict[str, Any]:
 
 def run_cells(cells: Iterable[Cell], data_root: str | os.PathLike | Mapping[str, Any],
               cache_dir: str | os.PathLike, profile: str | Mapping[str, Any], *, strict: bool = False,
-              progress: bool = True, desc: str | None = None) -> pd.DataFrame:
+              progress: bool = True, desc: str | None = None, executor: Any = "local") -> pd.DataFrame:
     """Run every cell (cached ones are read back) with a tqdm bar; one row per cell (:data:`ROW_COLUMNS`).
 
-    ``auroc`` is in [0, 1] (NaN for missing cells). Cells are run one after another in the given
-    order; see the module docstring for why they could be spread over workers instead.
+    ``auroc`` is in [0, 1] (NaN for missing or failed cells). ``executor``: ``"local"`` (one after
+    another in this process), ``"ray"`` (one Ray task per cell), or an
+    :class:`~coftad_lib.reproduce.executors.Executor`; see :mod:`coftad_lib.reproduce.executors`.
+    A cell that raises gives a ``"failed"`` row while the others finish (``strict``: it raises).
     """
-    cells = list(cells)
-    rows = [record_row(run_cell(c, data_root, cache_dir, profile, strict=strict))
-            for c in tqdm(cells, desc=desc or "cells", disable=not progress, unit="cell")]
-    return pd.DataFrame(rows, columns=list(ROW_COLUMNS))
+    from .executors import get_executor
+
+    records = get_executor(executor).run(list(cells), data_root, cache_dir, profile, strict=strict,
+                                         progress=progress, desc=desc)
+    return pd.DataFrame([record_row(r) for r in records], columns=list(ROW_COLUMNS))

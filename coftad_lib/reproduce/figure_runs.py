@@ -25,7 +25,7 @@ import pandas as pd
 from ..errors import COFTADInputError
 from ..paper_values import display_name
 from .cache import cached
-from .cells import Cell, load_features, make_cell, record_row, run_cell
+from .cells import Cell, load_features, make_cell, record_row
 from .profiles import get_profile, table_limits
 
 
@@ -106,20 +106,24 @@ def figure_cells(figure: str, profile: str | Mapping[str, Any], seed: int) -> li
     task, shots = tasks[0], lim["shots"][0]
     if figure == "fig5":
         methods = FIG5_METHODS.get(prof["name"], TABLE_I_METHODS)
-        per_method = prof.get("method_overrides", {})
-        # The same work as Table I's cells (incl. the profile's per-method settings), so the cache
-        # is shared with notebook 04.
-        return [make_cell("fig5", "flowers17", task, shots, m, seed, prof, **per_method.get(m, {})) for m in methods]
+        # The same work as Table I's cells (make_cell applies the profile's per-method settings), so
+        # the cache is shared with notebook 04.
+        return [make_cell("fig5", "flowers17", task, shots, m, seed, prof) for m in methods]
     return ablation_cells(figure, "cifar10c", task, shots, seed, prof, kind="embed" if figure == "fig6" else "score")
 
 
 def run_figure_cells(cells: Sequence[Cell], data_roots: Any, cache_dir: str | os.PathLike,
-                     profile: str | Mapping[str, Any], *, strict: bool = False) -> tuple[list[dict[str, Any]], pd.DataFrame]:
-    """Run (or read from the cache) each cell; returns the full records and the run_cells-style frame.
+                     profile: str | Mapping[str, Any], *, strict: bool = False,
+                     executor: Any = "local") -> tuple[list[dict[str, Any]], pd.DataFrame]:
+    """Run (or read from the cache) each cell on ``executor``; returns the full records and the
+    run_cells-style frame.
 
     Figures need the per-item scores, labels and ids, which :func:`run_cells`' frame leaves out.
     """
-    records = [run_cell(c, data_roots, cache_dir, profile, strict=strict) for c in cells]
+    from .executors import get_executor
+
+    records = get_executor(executor).run(list(cells), data_roots, cache_dir, profile, strict=strict,
+                                         desc="figure cells")
     return records, pd.DataFrame([record_row(r) for r in records])
 
 

@@ -117,6 +117,23 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
 }
 
+
+
+def _paper_dry() -> dict[str, Any]:
+    """``paper`` with every task and full test set, but compute shrunk so 2 CPU cores finish it.
+
+    Proves that the paper protocol's sizes (CIFAR-10-C's 9,000 anomalies per class, 50-shot
+    tasks, Table IX's 500 normals, PatchCore banks at 50 shots) run end to end; its AUROCs mean
+    nothing. Lite0 stands in for ResNet18/50, whose weights are not installable offline.
+    """
+    prof = copy.deepcopy(PROFILES["paper"])
+    prof.update(name="paper-dry", backbone="efficientnet_lite0", image_size=32, steps=1, seeds=[0])
+    prof["limits"]["VI"]["backbones"] = ["efficientnet_lite0"]
+    return prof
+
+
+PROFILES["paper-dry"] = _paper_dry()
+
 #: augmentation preset of each dataset family (Sec. IV-C, "Data Augmentation")
 PRESET_BY_DATASET: dict[str, str] = {"flowers17": "flowers", "cifar10c": "cifar_c", "cifar100c": "cifar_c"}
 

@@ -39,8 +39,9 @@ from ..paper_values import TABLES, paper_table
 from ..versions import versions
 from . import cells as cells_mod
 from .cache import atomic_write_text, cached
-from .cells import Cell, make_cell, record_row, run_cell, run_cells
-from .profiles import get_profile, table_limits
+from .cells import Cell, make_cell, record_row, run_cells
+from .executors import error_text, get_executor
+from .profiles import table_limits
 
 #: paper column name of each backbone of Table VI
 BACKBONE_COLUMNS: dict[str, str] = {"resnet18": "ResNet18", "resnet50": "ResNet50"}
@@ -143,7 +144,6 @@ def table_cells(table: str, dataset: str | None, methods: Iterable[str | Row],
     Order: task, shots, method, seed, so a table fills column by column.
     """
     lim = table_limits(profile, table)
-    per_method = get_profile(profile).get("method_overrides", {})
     shot_list = [int(s) for s in (shots if shots is not None else lim["shots"])]
     task_list = list(tasks) if tasks is not None else table_tasks(table, dataset, profile)
     rows = [_as_row(m) for m in methods]
@@ -162,7 +162,7 @@ def table_cells(table: str, dataset: str | None, methods: Iterable[str | Row],
                 for seed in seed_list:
                     cell = make_cell(table, ds, task, k, row.method, seed, profile, setting=setting,
                                      label=None if row.label == row.method else row.label, kind=kind,
-                                     **{**per_method.get(row.method, {}), **dict(row.kwargs), **overrides})
+                                     **{**dict(row.kwargs), **overrides})
                     if extra:
                         # make_cell fills the task selection and test cap; loader args go on top.
                         cell = replace(cell, task_args={**cell.task_args, **extra})
@@ -228,7 +228,8 @@ def imbalanced_auroc(record: Mapping[str, Any], n_normal: int, n_anomalies: int,
 
 def run_imbalanced(cells: Iterable[Cell], data_roots: Any, cache_dir: str | os.PathLike,
                    profile: str | Mapping[str, Any], n_anomalies: Iterable[int], n_normal: int, *,
-                   setting_format: str = "{n} anomalies", strict: bool = False) -> pd.DataFrame:
+                   setting_format: str = "{n} anomalies", strict: bool = False,
+                   executor: Any = "local") -> pd.DataFrame:
     """Table IX (Sec. V-F): each cell fitted once and scored on its full test set, then AUROC on
     ``n_normal`` normals + ``n`` anomalies for every ``n`` of ``n_anomalies``.
 
@@ -240,12 +241,14 @@ def run_imbalanced(cells: Iterable[Cell], data_roots: Any, cache_dir: str | os.P
     counts = [int(n) for n in n_anomalies]
     if not counts:
         raise COFTADInputError("run_imbalanced: n_anomalies is empty")
+    cells = list(cells)
+    if any("imbalanced" in cell.task_args for cell in cells):
+        raise COFTADInputError("run_imbalanced: give cells without task_args['imbalanced']; "
+                               "the subsets are made here")
+    records = get_executor(executor).run(cells, data_roots, cache_dir, profile, strict=strict,
+                                         desc="Table IX cells")
     rows = []
-    for cell in cells:
-        if "imbalanced" in cell.task_args:
-            raise COFTADInputError("run_imbalanced: give cells without task_args['imbalanced']; "
-                                   "the subsets are made here")
-        rec = run_cell(cell, data_roots, cache_dir, profile, strict=strict)
+    for cell, rec in zip(cells, records, strict=True):
         for n in counts:
             setting = setting_format.format(n=n)
             if rec["status"] != "ok":
@@ -326,18 +329,36 @@ def _fit_and_score(cell: Cell, data_roots: Any, score_fn: ScoreFn, variants: Seq
     return {**{v: out[v] for v in variants}, _LABELS: labels}
 
 
+def _rescored_outcome(cell: Cell, data_roots: Any, score_fn: ScoreFn, variants: Sequence[str],
+                      cache_dir: str | os.PathLike, profile: str | Mapping[str, Any],
+                      strict: bool) -> tuple[str, Any]:
+    """:func:`_fit_and_score` as ``("ok", scores)``, ``("missing", message)`` or ``("failed", (error, detail))``."""
+    try:
+        return "ok", _fit_and_score(cell, data_roots, score_fn, variants, cache_dir, profile)
+    except (DatasetNotFoundError, WeightsUnavailableError) as exc:
+        if strict:
+            raise
+        return "missing", str(exc)
+    except Exception as exc:
+        if strict:
+            raise
+        return "failed", error_text(exc)
+
+
 def run_rescored(cells: Iterable[Cell], variants: Sequence[str], score_fn: ScoreFn, data_roots: Any,
                  cache_dir: str | os.PathLike, profile: str | Mapping[str, Any], *, name: str,
-                 key_extra: Any = None, strict: bool = False) -> pd.DataFrame:
+                 key_extra: Any = None, strict: bool = False, executor: Any = "local") -> pd.DataFrame:
     """Fit each cell's detector once and score its test set once per variant (a table column).
 
     ``score_fn(detector, task)`` returns ``{variant: (M,) scores}`` for every name in
     ``variants``. The scores are cached with :func:`cached` under ``name`` and the key
     ``(cell key, variants, key_extra)``, so ``key_extra`` must hold whatever else decides them;
     fitted COFT-AD-family detectors are kept too (:func:`fitted_detector`) and shared by every
-    caller with the same cell.
+    caller with the same cell (across machines only when they share ``cache_dir``).
+    The fits run on ``executor`` (see :func:`run_cells`); the driver caches the scores.
     Returns a :func:`run_cells`-style frame, one row per cell x variant (``setting`` = variant);
-    cells with missing data or weights give ``missing`` rows (not cached).
+    cells with missing data or weights give ``missing`` rows (not cached), cells that raised
+    ``failed`` rows.
     """
     from ..metrics import auroc
 
@@ -345,6 +366,26 @@ def run_rescored(cells: Iterable[Cell], variants: Sequence[str], score_fn: Score
     if not variant_list:
         raise COFTADInputError(f"run_rescored({name!r}): no variants")
     prof_name = profile if isinstance(profile, str) else str(profile["name"])
+    cells = list(cells)
+    parts = {c: {"cell": c.key(prof_name), "variants": variant_list, "extra": key_extra} for c in cells}
+    outcomes: dict[str, tuple[str, Any]] = {}
+    todo = {}
+    for c in cells:
+        hit = cached(name, parts[c], lambda: None, cache_dir, compute=False)
+        if hit is not None:
+            outcomes[c.key(prof_name)] = ("ok", hit)
+        else:
+            todo[c.key(prof_name)] = (c, data_roots, score_fn, variant_list, cache_dir, profile, strict)
+
+    def finished(key: str, result: Any, error: tuple[str, str] | None) -> None:
+        if error is not None:
+            result = ("failed", error)
+        elif result[0] == "ok":
+            cell = todo[key][0]
+            result = ("ok", cached(name, parts[cell], lambda: result[1], cache_dir))
+        outcomes[key] = result
+
+    get_executor(executor).map(_rescored_outcome, todo, finished)
     rows = []
     for cell in cells:
         key = cell.key(prof_name)
@@ -352,18 +393,14 @@ def run_rescored(cells: Iterable[Cell], variants: Sequence[str], score_fn: Score
                 "method": cell.method, "label": cell.row_method, "kind": name, "seed": cell.seed,
                 "profile": prof_name, "backbone": cell.method_kwargs.get("backbone"), "table": cell.table,
                 "versions": versions(str(cell.method_kwargs.get("device", "auto")))}
-        try:
-            scores = cached(name, {"cell": key, "variants": variant_list, "extra": key_extra},
-                            lambda c=cell: _fit_and_score(c, data_roots, score_fn, variant_list, cache_dir, profile),
-                            cache_dir)
-        except (DatasetNotFoundError, WeightsUnavailableError) as exc:
-            if strict:
-                raise
-            rows += [record_row({**base, "setting": v, "status": "missing", "message": str(exc), "auroc": None})
+        status, value = outcomes[key]
+        if status == "ok":
+            rows += [record_row({**base, "setting": v, "status": "ok", "message": "",
+                                 "auroc": auroc(value[v], value[_LABELS])}) for v in variant_list]
+        else:
+            message = value if status == "missing" else value[0]
+            rows += [record_row({**base, "setting": v, "status": status, "message": message, "auroc": None})
                      for v in variant_list]
-            continue
-        rows += [record_row({**base, "setting": v, "status": "ok", "message": "",
-                             "auroc": auroc(scores[v], scores[_LABELS])}) for v in variant_list]
     return pd.DataFrame(rows, columns=list(cells_mod.ROW_COLUMNS))
 
 
@@ -378,7 +415,7 @@ def _one_setting_cells(table: str, dataset: str, methods: Iterable[str | Row], p
 def run_scorer_table(table: str, dataset: str, extractors: Iterable[str | Row], scorers: Iterable[str],
                      profile: str | Mapping[str, Any], seeds: Iterable[int], data_roots: Any,
                      cache_dir: str | os.PathLike, *, task: str | None = None, shots: int | None = None,
-                     strict: bool = False) -> pd.DataFrame:
+                     strict: bool = False, executor: Any = "local") -> pd.DataFrame:
     """Table VIII (Sec. V-D): each feature extractor fitted once per seed, scored by every scorer.
 
     Rows (``method``) are extractors (``pretrained``, ``coftad``, ``coftad_np``), columns
@@ -402,13 +439,14 @@ def run_scorer_table(table: str, dataset: str, extractors: Iterable[str | Row], 
 
     cells = _one_setting_cells(table, dataset, extractors, profile, seeds, task, shots)
     return run_rescored(cells, scorer_list, score_fn, data_roots, cache_dir, profile, name="scorers",
-                        strict=strict)
+                        strict=strict, executor=executor)
 
 
 def run_n_aug_table(table: str, dataset: str, methods: Iterable[str | Row], n_aug: Iterable[int],
                     profile: str | Mapping[str, Any], seeds: Iterable[int], data_roots: Any,
                     cache_dir: str | os.PathLike, *, task: str | None = None, shots: int | None = None,
-                    setting_format: str = "N_A={value}", strict: bool = False) -> pd.DataFrame:
+                    setting_format: str = "N_A={value}", strict: bool = False,
+                    executor: Any = "local") -> pd.DataFrame:
     """Table X (Sec. V-G): each method fitted once per seed, its Gaussian (Eq. 7) refitted on N_A
     augmented copies of the shots for every N_A of ``n_aug``, test set scored by Eq. 8.
 
@@ -434,7 +472,7 @@ def run_n_aug_table(table: str, dataset: str, methods: Iterable[str | Row], n_au
 
     cells = _one_setting_cells(table, dataset, methods, profile, seeds, task, shots)
     return run_rescored(cells, labels, score_fn, data_roots, cache_dir, profile, name="n_aug_sweep",
-                        key_extra={"n_aug": values}, strict=strict)
+                        key_extra={"n_aug": values}, strict=strict, executor=executor)
 
 
 # -- writing ----------------------------------------------------------------------------------
@@ -518,7 +556,7 @@ def show(md_path: str | os.PathLike) -> Any:
 def run_table(table: str, dataset: str | None, methods: Iterable[str | Row], profile: str | Mapping[str, Any],
               seeds: Iterable[int], data_roots: Any, out_dir: str | os.PathLike, *,
               columns: Sequence[str] = ("task",), setting_map: Mapping[str, str] | None = None,
-              progress: bool = True, **cell_kwargs: Any) -> tuple[pd.DataFrame, Path]:
+              progress: bool = True, executor: Any = "local", **cell_kwargs: Any) -> tuple[pd.DataFrame, Path]:
     """:func:`table_cells` -> :func:`run_cells` (cache ``<out_dir>/cache``) -> :func:`write_results`.
 
     Returns the results frame and the Markdown path.
@@ -526,7 +564,8 @@ def run_table(table: str, dataset: str | None, methods: Iterable[str | Row], pro
     from . import cache_dir
 
     cells = table_cells(table, dataset, methods, profile, seeds, **cell_kwargs)
-    df = run_cells(cells, data_roots, cache_dir(out_dir), profile, progress=progress, desc=f"Table {table}")
+    df = run_cells(cells, data_roots, cache_dir(out_dir), profile, progress=progress, desc=f"Table {table}",
+                   executor=executor)
     return df, write_results(df, table, out_dir, columns=columns, setting_map=setting_map)
 
 

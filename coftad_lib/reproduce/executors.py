@@ -1,0 +1,234 @@
+"""Executors: where the cells of a table run, one after another here or as Ray tasks on a cluster.
+
+Every executor has one job, ``run(cells, data_root, cache_dir, profile) -> records`` (in the
+cells' order), and the same rules:
+
+- cached cells are read on the driver; the others are computed by
+  :func:`~coftad_lib.reproduce.cells.compute_record` (pure: reads data, writes nothing) and the
+  driver writes each returned record atomically into the cache
+  (:func:`~coftad_lib.reproduce.cells.store_record`), so workers need the data, not the results;
+- the same work asked for twice in one call (two cells with one key) is computed once;
+- a cell that raises becomes a ``"failed"`` record (the error's type and message, the traceback's
+  tail) while the other cells finish; with ``strict`` the first missing or failed cell raises;
+- tqdm counts cells as they finish.
+
+``"local"`` (:class:`LocalExecutor`, the default) runs the cells in this process in order and needs
+nothing beyond the package. ``"ray"`` (:class:`RayExecutor`) submits each cell as a Ray task
+(``pip install -e ".[cluster]"``): ``address=None`` starts a local Ray, ``"auto"`` joins a running
+cluster; ``gpus_per_cell`` may be a fraction (0.25: four cells share a GPU). A worker that dies
+mid-cell (out of memory, a segfault, a lost node) is retried once by Ray, then reported as failed.
+Seeds travel with the cells, so both executors give the same records (timings aside).
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from tqdm import tqdm
+
+from ..errors import COFTADInputError
+from .cells import Cell, cached_record, compute_record, failed_record, store_record
+
+#: environment variables the runner sets so that a notebook's ``EXECUTOR = "ray"`` reaches the
+#: cluster named on the command line (``--address``, ``--gpus-per-cell``)
+ENV_RAY_ADDRESS = "COFTAD_RAY_ADDRESS"
+ENV_GPUS_PER_CELL = "COFTAD_GPUS_PER_CELL"
+EXECUTORS: tuple[str, ...] = ("local", "ray")
+RAY_INSTALL = 'pip install -e ".[cluster]"  (or: pip install ray)'
+#: lines of a failed cell's traceback kept in its record
+TRACEBACK_LINES = 12
+
+Outcome = tuple[dict[str, Any], Any]
+OnDone = Callable[[str, Any, "tuple[str, str] | None"], None]
+
+
+class Executor(Protocol):
+    """Runs cells; returns one record per cell, in order (see the module docstring)."""
+
+    name: str
+
+    def run(self, cells: Sequence[Cell], data_root: Any, cache_dir: str | os.PathLike,
+            profile: str | Mapping[str, Any], *, strict: bool = False, progress: bool = True,
+            desc: str | None = None) -> list[dict[str, Any]]: ...
+
+
+def error_text(exc: BaseException) -> tuple[str, str]:
+    """(``"Type: message"`` on one line, the traceback's last lines)."""
+    first = f"{type(exc).__name__}: {exc}".strip().replace("\n", " ")
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).splitlines()
+    return first[:500], "\n".join(tb[-TRACEBACK_LINES:])
+
+
+def compute_outcome(cell: Cell, data_root: Any, profile: str | Mapping[str, Any], strict: bool) -> Outcome:
+    """:func:`compute_record` of one cell, with an exception turned into a failed record.
+
+    Missing data is re-raised only with ``strict``; the executor then re-raises on the driver.
+    """
+    try:
+        return compute_record(cell, data_root, profile, strict=strict)
+    except Exception as exc:
+        if strict:
+            raise
+        return failed_record(cell, profile, *error_text(exc)), None
+
+
+class _Base:
+    """Driver-side bookkeeping shared by the executors: cache reads, de-duplication, cache writes."""
+
+    name = "base"
+
+    def run(self, cells: Sequence[Cell], data_root: Any, cache_dir: str | os.PathLike,
+            profile: str | Mapping[str, Any], *, strict: bool = False, progress: bool = True,
+            desc: str | None = None) -> list[dict[str, Any]]:
+        cells = list(cells)
+        prof = profile if isinstance(profile, str) else str(profile["name"])
+        records: list[dict[str, Any] | None] = [cached_record(c, cache_dir, profile) for c in cells]
+        todo: dict[str, list[int]] = {}
+        for i, (cell, rec) in enumerate(zip(cells, records, strict=True)):
+            if rec is None:
+                todo.setdefault(cell.key(prof), []).append(i)
+        bar = tqdm(total=len(cells), desc=desc or "cells", disable=not progress, unit="cell")
+        bar.update(len(cells) - sum(len(v) for v in todo.values()))
+
+        def done(key: str, outcome: Outcome) -> None:
+            record, feats = outcome
+            store_record(record, feats, cache_dir)
+            for i in todo[key]:
+                c = cells[i]
+                records[i] = {**record, "table": c.table, "setting": c.row_setting, "label": c.row_method}
+            bar.update(len(todo[key]))
+
+        work = {k: cells[v[0]] for k, v in todo.items()}
+
+        def finished(key: str, result: Any, error: tuple[str, str] | None) -> None:
+            done(key, result if error is None else (failed_record(work[key], profile, *error), None))
+
+        try:
+            self.map(compute_outcome, {k: (c, data_root, profile, strict) for k, c in work.items()}, finished)
+        finally:
+            bar.close()
+        return [r for r in records if r is not None]
+
+    def map(self, fn: Callable[..., Any], calls: Mapping[str, tuple], on_done: OnDone) -> None:
+        """Call ``fn(*args)`` for every ``{id: args}``; ``on_done(id, result, None)`` as each finishes.
+
+        An exception in ``fn`` propagates (the call is a cell's own error, raised with ``strict``);
+        a call that could not finish for another reason (its worker died) gives
+        ``on_done(id, None, (error, detail))``.
+        """
+        raise NotImplementedError
+
+
+class LocalExecutor(_Base):
+    """Today's serial loop: every cell in this process, in order."""
+
+    name = "local"
+
+    def map(self, fn, calls, on_done):
+        for key, args in calls.items():
+            on_done(key, fn(*args), None)
+
+
+def require_ray() -> Any:
+    """The ``ray`` module, or a :class:`COFTADInputError` that says how to install it."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise COFTADInputError(f"--executor ray needs Ray, which is not installed; run `{RAY_INSTALL}`") from exc
+    return ray
+
+
+class RayExecutor(_Base):
+    """Each cell a Ray task with ``num_cpus=cpus_per_cell`` and ``num_gpus=gpus_per_cell``.
+
+    Args:
+        address: ``None`` starts a local Ray (``init_kwargs`` such as ``num_cpus`` go to ``ray.init``);
+            ``"auto"`` or ``"ray://host:10001"`` joins a cluster. A Ray already initialised in
+            this process is used as it is.
+        gpus_per_cell: GPU share of one cell (0 = CPU only; 0.25 = four cells per GPU).
+        cpus_per_cell: CPU cores reserved per cell.
+        max_retries: Ray retries of a cell whose worker died (exceptions are never retried: a
+            raising cell would raise again).
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, gpus_per_cell: float = 0.0, cpus_per_cell: float = 1.0,
+                 max_retries: int = 1, init_kwargs: Mapping[str, Any] | None = None) -> None:
+        if gpus_per_cell < 0 or cpus_per_cell <= 0:
+            raise COFTADInputError(f"RayExecutor: gpus_per_cell={gpus_per_cell}, cpus_per_cell={cpus_per_cell}; "
+                                   "expected gpus >= 0 and cpus > 0")
+        self.ray = require_ray()
+        self.address, self.gpus_per_cell, self.cpus_per_cell = address, float(gpus_per_cell), float(cpus_per_cell)
+        self.max_retries, self.init_kwargs = int(max_retries), dict(init_kwargs or {})
+
+    def _ensure_started(self) -> None:
+        if not self.ray.is_initialized():
+            kw = {"include_dashboard": False, "log_to_driver": False, **self.init_kwargs}
+            self.ray.init(address=self.address, **kw)
+        gpus = self.ray.cluster_resources().get("GPU", 0)
+        if self.gpus_per_cell > 0 and gpus < self.gpus_per_cell:
+            # Ray would queue the tasks forever instead of failing
+            raise COFTADInputError(f"--gpus-per-cell {self.gpus_per_cell:g}, but the Ray cluster has {gpus:g} GPUs; "
+                                   "use --gpus-per-cell 0 on CPU nodes")
+
+    def map(self, fn, calls, on_done):
+        if not calls:
+            return
+        self._ensure_started()
+        ray = self.ray
+        remote = ray.remote(fn).options(num_cpus=self.cpus_per_cell, num_gpus=self.gpus_per_cell,
+                                        max_retries=self.max_retries, retry_exceptions=False)
+        # one copy of each shared argument (data roots, profile) in the object store
+        shared: dict[int, Any] = {}
+        pending = {}
+        for key, args in calls.items():
+            refs = [shared.setdefault(id(a), ray.put(a)) if isinstance(a, (dict, list)) else a for a in args]
+            pending[remote.remote(*refs)] = key
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            key = pending.pop(ready[0])
+            try:
+                result = ray.get(ready[0])
+            except ray.exceptions.RayTaskError as exc:  # the call's own exception (strict)
+                for ref in pending:
+                    ray.cancel(ref)
+                raise exc.as_instanceof_cause() from None
+            except ray.exceptions.RayError as exc:  # the worker died, also on its retries
+                tries = f"{self.max_retries} retr{'y' if self.max_retries == 1 else 'ies'}"
+                on_done(key, None, (f"worker died ({tries} used): {type(exc).__name__}", str(exc)[-2000:]))
+                continue
+            on_done(key, result, None)
+
+
+def get_executor(executor: str | Executor = "local", **options: Any) -> Executor:
+    """An executor from a name (``"local"``, ``"ray"``) or the executor itself.
+
+    ``"ray"`` takes ``address`` and ``gpus_per_cell`` from ``options``, else from
+    :data:`ENV_RAY_ADDRESS` / :data:`ENV_GPUS_PER_CELL` (set by the runner's ``--address`` /
+    ``--gpus-per-cell``); without Ray installed it fails at once naming the pip command.
+    """
+    if not isinstance(executor, str):
+        if not callable(getattr(executor, "run", None)):
+            raise COFTADInputError(f"executor={executor!r}: expected 'local', 'ray' or an object with run()")
+        return executor
+    if executor == "local":
+        return LocalExecutor()
+    if executor == "ray":
+        options.setdefault("address", os.environ.get(ENV_RAY_ADDRESS) or None)
+        gpus = os.environ.get(ENV_GPUS_PER_CELL)
+        if gpus:
+            options.setdefault("gpus_per_cell", float(gpus))
+        return RayExecutor(**options)
+    raise COFTADInputError(f"executor={executor!r}: expected one of {', '.join(EXECUTORS)}")
+
+
+def check_executor(name: str) -> None:
+    """Fail before any notebook runs when ``name`` is unknown or is ``"ray"`` without Ray installed."""
+    if name not in EXECUTORS:
+        raise COFTADInputError(f"--executor {name!r}: expected one of {', '.join(EXECUTORS)}")
+    if name == "ray":
+        require_ray()

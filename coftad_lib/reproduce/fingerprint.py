@@ -1,0 +1,44 @@
+"""Code fingerprint of a cell's result: a hash of the source files that decide it.
+
+A cell's cache key (:meth:`coftad_lib.reproduce.cells.Cell.key`) includes this fingerprint, so a
+change to a method, a loss, a backbone or a dataset loader invalidates the cached records it
+produced without anyone bumping the library version. Reporting code (tables, figures, plots, the
+report, the runner) is left out: changing how a result is shown must not recompute it.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from pathlib import Path
+
+_PACKAGE = Path(__file__).resolve().parents[1]
+
+#: top-level modules of coftad_lib that decide a result (the method and what it is built from)
+RESULT_MODULES: tuple[str, ...] = (
+    "augment.py", "backbones.py", "byol.py", "coftad.py", "density.py", "detector.py", "device.py",
+    "images.py", "losses.py", "metrics.py",
+)
+#: sub-packages whose every ``.py`` decides results: the competitors and scorers, the loaders and protocols
+RESULT_PACKAGES: tuple[str, ...] = ("methods", "datasets")
+
+
+def result_sources(package: Path = _PACKAGE) -> list[Path]:
+    """The source files hashed by :func:`code_fingerprint`, sorted by their path inside ``package``."""
+    files = [package / name for name in RESULT_MODULES if (package / name).is_file()]
+    for sub in RESULT_PACKAGES:
+        files += sorted((package / sub).rglob("*.py"))
+    return sorted(files, key=lambda p: p.relative_to(package).as_posix())
+
+
+@functools.lru_cache(maxsize=4)
+def code_fingerprint(package: Path = _PACKAGE) -> str:
+    """SHA-256 (first 16 hex digits) over the relative path and bytes of every :func:`result_sources` file.
+
+    Computed once per process: a long run keeps one fingerprint even if files are edited meanwhile.
+    """
+    h = hashlib.sha256()
+    for path in result_sources(package):
+        h.update(path.relative_to(package).as_posix().encode() + b"\0")
+        h.update(path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
