@@ -125,7 +125,7 @@ def test_patchcore_bank_maps_and_projection(task):
     assert det.scorer.bank.shape == (len(train) * side * side, 40 + 112)  # efficientnet_lite0 maps
     half = make_detector("patchcore", **PATCHCORE).fit(train)
     assert len(half.scorer.bank) == len(det.scorer.bank) // 2
-    maps = det.anomaly_maps(test)
+    maps = det.patch_maps(test)
     assert maps.shape == (len(test), side, side)
     np.testing.assert_allclose(maps.reshape(len(test), -1).max(1), det.score_samples(test), rtol=1e-6)
     # The patch at a square defect's centre is further from the bank than most patches of its image.

@@ -27,7 +27,6 @@ import torch.nn.functional as F
 from ..backbones import Backbone
 from ..density import GaussianDensity
 from ..detector import seeded
-from ..device import autocast
 from ..errors import COFTADInputError
 from ..images import Images, images_to_tensor
 
@@ -255,7 +254,7 @@ class DIFScorer(Scorer):
 
 @torch.no_grad()
 def patch_features(backbone: Backbone, images: torch.Tensor, *, pool: int = 3,
-                   batch_size: int = 64) -> torch.Tensor:
+                   batch_size: int = 64, count_include_pad: bool = True) -> torch.Tensor:
     """Locally aware patch features of PatchCore [8] (Sec. 3.1 there): (N, 3, S, S) -> (N, P, C).
 
     The two mid-level maps (strides 8 and 16, ``backbone.feature_maps``) are each averaged over
@@ -263,11 +262,17 @@ def patch_features(backbone: Backbone, images: torch.Tensor, *, pool: int = 3,
     bilinearly upsampled to the stride-8 grid, and both are concatenated along channels:
     P = (S/8)^2 patches of C = sum(backbone.map_channels) channels.
 
-    Border neighbourhoods average only the pixels inside the map (``count_include_pad=False``),
-    our choice so that border patches are not darkened by zero padding.
+    ``count_include_pad=True`` (default) averages border neighbourhoods over the zero padding too,
+    as [8]'s code (zero-padded unfold) and anomalib (``AvgPool2d(3, 1, 1)``) do. It shrinks border
+    patches, and so their distances. Averaging only the pixels inside the map (``False``, this
+    project's earlier default) averages 4 or 6 values at the border instead of 9; those noisier
+    border patches won the max over patches for every good bottle test image at 224 px and cost
+    about 10 AUROC points on an unseen industrial dataset (benchmarks/results/patchcore_check.md).
 
-    The backbone is put in eval mode; batches run under bf16 autocast on CUDA. Returns float32 on
-    the backbone's device.
+    The maps are computed in float32 even under autocast: nearest-neighbour distances between
+    near-identical normal patches are small differences of large vectors, which bf16 rounding
+    (8-bit mantissa) would blur; the reference implementation is float32 too.
+    The backbone is put in eval mode. Returns float32 on the backbone's device.
     """
     if images.ndim != 4 or images.shape[1] != 3:
         raise COFTADInputError(f"patch_features: expected (N, 3, S, S) images, got shape {tuple(images.shape)}")
@@ -278,9 +283,10 @@ def patch_features(backbone: Backbone, images: torch.Tensor, *, pool: int = 3,
     out = []
     for i in range(0, len(images), batch_size):
         xb = images[i : i + batch_size].to(device)
-        with autocast(device):
-            maps = backbone.feature_maps(xb)
-        maps = [F.avg_pool2d(m.float(), pool, stride=1, padding=pool // 2, count_include_pad=False) for m in maps]
+        with torch.autocast(device.type, enabled=False):
+            maps = backbone.feature_maps(xb.float())
+        maps = [F.avg_pool2d(m.float(), pool, stride=1, padding=pool // 2, count_include_pad=count_include_pad)
+                for m in maps]
         size = maps[0].shape[-2:]
         maps = [maps[0]] + [F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in maps[1:]]
         feats = torch.cat(maps, dim=1)
@@ -349,29 +355,47 @@ class PatchCoreScorer(Scorer):
         self.chunk_elems, self.seed = chunk_elems, seed
         self.device = torch.device(device)
         self.bank: torch.Tensor | None = None  # (B, C) float32
+        self.owner: torch.Tensor | None = None  # (B,) int64 source shot of each bank patch
 
-    def fit(self, train_feats: FeatureArray) -> PatchCoreScorer:
-        """Build the memory bank from (N, P, C) normal patch features."""
+    def fit(self, train_feats: FeatureArray, owners: torch.Tensor | None = None) -> PatchCoreScorer:
+        """Build the memory bank from (N, P, C) normal patch features.
+
+        ``owners`` (N,) optionally names the source shot of each of the N images (augmented copies
+        share their shot's id); it is kept per bank patch so that :meth:`patch_distances` can leave
+        one shot out (threshold estimation, :mod:`coftad_lib.threshold`). Default: image index.
+        """
         t = _as_patches(train_feats, "patchcore scorer: train_feats", self.device)
+        if owners is None:
+            owners = torch.arange(len(t))
+        if owners.shape != (len(t),):
+            raise COFTADInputError(f"patchcore scorer: owners has shape {tuple(owners.shape)}, expected ({len(t)},)")
         bank = t.reshape(-1, t.shape[-1])
+        owner = owners.to(self.device).repeat_interleave(t.shape[1])
         if self.coreset_ratio < 1:
             n = max(1, int(round(self.coreset_ratio * len(bank))))
-            bank = bank[greedy_coreset(bank, n, self.coreset_proj_dim, self.seed)]
-        self.bank = bank.contiguous()
+            keep = greedy_coreset(bank, n, self.coreset_proj_dim, self.seed)
+            bank, owner = bank[keep], owner[keep]
+        self.bank, self.owner = bank.contiguous(), owner
         return self
 
     @torch.no_grad()
-    def patch_distances(self, test_feats: FeatureArray) -> torch.Tensor:
-        """(M, P, C) -> (M, P) distance of every test patch to its nearest bank patch."""
+    def patch_distances(self, test_feats: FeatureArray, exclude: int | None = None) -> torch.Tensor:
+        """(M, P, C) -> (M, P) L2 distance of every test patch to its nearest bank patch.
+
+        ``exclude``: leave out the bank patches of that shot id (see :meth:`fit`'s ``owners``).
+        """
         if self.bank is None:
             raise RuntimeError("PatchCoreScorer used before fit")
         t = _as_patches(test_feats, "patchcore scorer: test_feats", self.device)
         if t.shape[-1] != self.bank.shape[1]:
             raise COFTADInputError(f"patchcore scorer: test patches have {t.shape[-1]} channels, the bank {self.bank.shape[1]}")
+        bank = self.bank if exclude is None else self.bank[self.owner != exclude]
+        if len(bank) == 0:
+            raise COFTADInputError(f"patchcore scorer: leaving out shot {exclude} empties the bank (one shot only?)")
         flat = t.reshape(-1, t.shape[-1])
-        rows = max(1, self.chunk_elems // len(self.bank))
+        rows = max(1, self.chunk_elems // len(bank))
         with torch.autocast(self.device.type, enabled=False):  # callers may be under bf16 autocast
-            nn_d = torch.cat([torch.cdist(flat[i : i + rows], self.bank).amin(1) for i in range(0, len(flat), rows)])
+            nn_d = torch.cat([torch.cdist(flat[i : i + rows], bank).amin(1) for i in range(0, len(flat), rows)])
         return nn_d.view(t.shape[0], t.shape[1])
 
     def score(self, test_feats: FeatureArray) -> np.ndarray:
