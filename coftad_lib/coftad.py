@@ -18,17 +18,24 @@ from typing import Any, Literal
 
 import torch
 from safetensors.torch import load_file, save_file
-from tqdm.auto import trange
 
 from .backbones import Backbone, build_backbone
-from .byol import ema_update, mlp_head
 from .detector import FeatureDetector
-from .device import autocast
+from .device import resolve_device
 from .errors import COFTADInputError
-from .losses import byol_loss, cross_instance_loss, fixed_center_loss, negative_pair_loss
+from .training import fit_backbone
 
 POSITIVE_PAIRS = ("cross_instance", "fixed_center", "none")
 FORMAT_VERSION = 1
+
+#: Sizes of a fit when image_size / steps / batch_size are not given (``settings``).
+#: "paper": 224 px (ResNet's ImageNet size), 100 steps, batch 64 (Sec. IV-C).
+#: "cpu": chosen so that a 5-shot Lite0 fit takes at most about a minute on 2 CPU cores;
+#: measured cost and AUROC against "paper" in benchmarks/results/cpu_settings.md.
+SETTINGS: dict[str, dict[str, int]] = {
+    "paper": {"image_size": 224, "steps": 100, "batch_size": 64},
+    "cpu": {"image_size": 128, "steps": 40, "batch_size": 16},
+}
 
 
 @dataclass
@@ -41,12 +48,24 @@ class COFTADConfig:
         weights_path: a local state_dict for the backbone instead of the hub cache.
         preset: augmentation family of Sec. IV-C: "flowers", "cifar_c" or "industrial".
         cutpaste_mode: "normal", "scar" or "union" when the preset's t_n is CutPaste.
+        settings: where image_size, steps and batch_size come from when they are None: "paper"
+            (224 px, 100 steps, batch 64), "cpu" (a fit of about a minute on 2 cores; see
+            :data:`SETTINGS` and benchmarks/results/cpu_settings.md for its cost and AUROC), or
+            "auto" = "cpu" on a CPU device, "paper" otherwise. Explicit values always win.
         image_size: side of the square input. The paper does not say; 224 is ResNet's ImageNet size.
         steps: optimiser steps. The paper does not say. On Flowers17 (Lite0, 224 px, batch 64,
             2 seeds x 8 pairs; benchmarks/results/flowers_study_h200_*.csv) 100 steps gave
             80.5 mean AUROC against 80.0 for the pretrained features, and +4.6 on Daffodil/Tulip.
         batch_size: images per step, drawn from the shots with replacement (paper: 64).
         lr, betas: Adam (paper: 3e-4, (0.9, 0.99)).
+        backbone_lr_scale: the backbone learns at lr * backbone_lr_scale, the heads at lr. The
+            paper uses one rate; a pretrained backbone may need a smaller one than freshly
+            initialised heads (issue 11's study).
+        train_stages: None = the whole backbone trains (paper); k = only the last k stages of
+            ``Backbone.stages`` (and its head layer) train, the stem and earlier stages stay frozen
+            (issue 11: does touching only high-level layers keep the pretrained features?).
+        feature_stage: None = pooled last layer (paper); i = pooled output of stage i, a weaker
+            feature, to test the paper's explanation that the gain grows when the start is weaker.
         ema_beta: target EMA rate. BYOL uses 0.996 over ~10^5 steps; with a few hundred steps
             that barely moves the target, so we use 0.99 (a ~100-step memory).
         proj_hidden, proj_dim: BYOL's head sizes (4096, 256); negligible cost next to the backbone.
@@ -54,6 +73,10 @@ class COFTADConfig:
         positive_pair: "cross_instance" (Eq. 4), "fixed_center" (Deep SVDD centre, Table VI) or "none".
         use_negative: add L_NP (Eq. 5), "COFT-AD (w/ np)".
         lambda_pp, lambda_np: loss weights of Eq. 6 (paper: 0.8, 0.6).
+        aug_strength: scales the ranges of the positive augmentation t (1.0 = the preset's own,
+            which the paper does not state); issue 11 studies it.
+        negative: t_n other than the preset's (None = the preset's, e.g. CutPaste); a milder
+            negative for issue 11. Names: see ``coftad_lib.augment.make_augmentations``.
         n_aug: augmented copies N_A for the Gaussian (paper: 10).
         l2_normalize: L2-normalise features before the Gaussian (paper: yes; Table VI ablation).
         eps: diagonal added to Sigma.
@@ -62,7 +85,11 @@ class COFTADConfig:
             statistics collapsed the target's features in our measurements (FINDINGS.md), so "eval".
         score_with: which backbone's features are scored after training: the EMA "target" (smoother,
             measured better in FINDINGS.md) or the "online" one.
-        seed: seeds augmentation, batch sampling and head initialisation.
+        compile: torch.compile the forward + loss of a step. False (default; CI has no compiler
+            cache and compiling costs more than a short fit saves), True, or "auto" (CUDA only; on
+            CPU it did not win in benchmarks/throughput.py). Any compile error falls back to eager.
+        seed: seeds augmentation, batch sampling and head initialisation (one torch.Generator per
+            fit; the caller's global RNG is never read or moved).
         device: "auto" (CUDA when present), "cpu", "cuda", ...
         eval_batch_size: batch size for feature extraction.
         progress: show tqdm progress bars.
@@ -73,11 +100,15 @@ class COFTADConfig:
     weights_path: str | None = None
     preset: str = "flowers"
     cutpaste_mode: str = "union"
-    image_size: int = 224
-    steps: int = 100
-    batch_size: int = 64
+    settings: Literal["auto", "cpu", "paper"] = "auto"
+    image_size: int | None = None
+    steps: int | None = None
+    batch_size: int | None = None
     lr: float = 3e-4
     betas: tuple[float, float] = (0.9, 0.99)
+    backbone_lr_scale: float = 1.0
+    train_stages: int | None = None
+    feature_stage: int | None = None
     ema_beta: float = 0.99
     proj_hidden: int = 4096
     proj_dim: int = 256
@@ -86,11 +117,14 @@ class COFTADConfig:
     use_negative: bool = False
     lambda_pp: float = 0.8
     lambda_np: float = 0.6
+    aug_strength: float = 1.0
+    negative: str | None = None
     n_aug: int = 10
     l2_normalize: bool = True
     eps: float = 1e-3
     bn_mode: Literal["eval", "train"] = "eval"
     score_with: Literal["target", "online"] = "target"
+    compile: bool | Literal["auto"] = False
     seed: int = 0
     device: str = "auto"
     eval_batch_size: int = 128
@@ -98,6 +132,14 @@ class COFTADConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.settings not in ("auto", *SETTINGS):
+            raise COFTADInputError(f"settings={self.settings!r}; choose 'auto', 'cpu' or 'paper'")
+        chosen = self.settings
+        if chosen == "auto":
+            chosen = "cpu" if resolve_device(self.device).type == "cpu" else "paper"
+        for key, value in SETTINGS[chosen].items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
         if self.positive_pair not in POSITIVE_PAIRS:
             raise COFTADInputError(f"positive_pair={self.positive_pair!r}; choose one of {', '.join(POSITIVE_PAIRS)}")
         if self.bn_mode not in ("eval", "train"):
@@ -106,6 +148,12 @@ class COFTADConfig:
             raise COFTADInputError(f"score_with={self.score_with!r}; choose 'target' or 'online'")
         if self.steps < 0 or self.batch_size < 2:
             raise COFTADInputError(f"steps={self.steps}, batch_size={self.batch_size}: need steps >= 0 and batch_size >= 2")
+        if self.train_stages is not None and self.train_stages < 0:
+            raise COFTADInputError(f"train_stages={self.train_stages}: need None (all) or a count >= 0")
+        if self.backbone_lr_scale < 0 or self.aug_strength < 0:
+            raise COFTADInputError(f"backbone_lr_scale={self.backbone_lr_scale}, aug_strength={self.aug_strength}: need >= 0")
+        if self.compile not in (True, False, "auto"):
+            raise COFTADInputError(f"compile={self.compile!r}; choose True, False or 'auto'")
         self.betas = tuple(self.betas)
 
     @property
@@ -116,6 +164,10 @@ class COFTADConfig:
 
 class COFTAD(FeatureDetector):
     """COntrastive Fine-Tuning for few-shot Anomaly Detection.
+
+    On a CPU the default sizes are :data:`SETTINGS` ["cpu"] (128 px, 40 steps, batch 16: about a
+    minute for 5 shots on 2 cores); on a GPU the paper's (224 px, 100 steps, batch 64). Pass
+    ``settings="paper"`` for the paper's on any device (see benchmarks/results/cpu_settings.md).
 
     Example:
         >>> det = COFTAD(backbone="efficientnet_lite0", preset="flowers", steps=100, seed=0)
@@ -134,77 +186,24 @@ class COFTAD(FeatureDetector):
         super().__init__(
             image_size=c.image_size, preset=c.preset, n_aug=c.n_aug, l2_normalize=c.l2_normalize,
             eps=c.eps, seed=c.seed, device=c.device, eval_batch_size=c.eval_batch_size,
-            cutpaste_mode=c.cutpaste_mode, progress=c.progress,
+            cutpaste_mode=c.cutpaste_mode, progress=c.progress, aug_strength=c.aug_strength,
+            negative=c.negative,
         )
         # Fail on a bad backbone name or missing weights now, not after data loading.
         self._pretrained_net = build_backbone(
-            c.backbone, pretrained=c.pretrained, weights_path=c.weights_path, init_seed=c.seed
+            c.backbone, pretrained=c.pretrained, weights_path=c.weights_path, init_seed=c.seed,
+            feature_stage=c.feature_stage,
         )
         self.history: list[dict[str, float]] = []
 
-    def _set_train_mode(self, nets: list[torch.nn.Module]) -> None:
-        for net in nets:
-            net.train(self.config.bn_mode == "train")
-
     def _train(self, shots: torch.Tensor) -> Backbone:
         """Fine-tune a copy of the pretrained backbone on (k, 3, S, S) shots with Eq. 6."""
-        c = self.config
-        online = copy.deepcopy(self._pretrained_net).to(self.device)
-        if not c.fine_tunes:
-            return online
-        dim = online.feature_dim
-        projector = mlp_head(dim, c.proj_hidden, c.proj_dim).to(self.device)
-        predictor = mlp_head(c.proj_dim, c.proj_hidden, c.proj_dim).to(self.device)
-        target = copy.deepcopy(online).requires_grad_(False)
-        target_projector = copy.deepcopy(projector).requires_grad_(False)
-        params = list(online.parameters()) + list(projector.parameters()) + list(predictor.parameters())
-        opt = torch.optim.Adam(params, lr=c.lr, betas=c.betas)
-        center = None
-        if c.positive_pair == "fixed_center":
-            # Deep SVDD fixes c from one forward pass of the initial network over the shots.
-            online.eval()
-            with torch.no_grad(), autocast(self.device):
-                center = online(shots).float().mean(0)
-
-        self.history = []
-        for step in trange(c.steps, desc="COFT-AD fine-tuning", disable=not self.progress, leave=False):
-            self._set_train_mode([online, target])
-            projector.train(), predictor.train(), target_projector.train()
-            idx = torch.randint(len(shots), (c.batch_size,), device=self.device)
-            x = shots[idx]
-            v1, v2 = self.augment.positive(x), self.augment.positive(x)
-            online_in = [v1, v2] + ([self.augment.negative(x)] if c.use_negative else [])
-            target_in = [v1, v2] + ([x] if c.use_negative else [])
-            n = c.batch_size
-            with autocast(self.device):
-                # One pass per network over all views: with frozen BatchNorm statistics this is
-                # identical to separate passes and much faster.
-                z_all = online(torch.cat(online_in))
-                with torch.no_grad():
-                    zt_all = target(torch.cat(target_in))
-                z1, z2 = z_all[:n], z_all[n : 2 * n]
-                zt1, zt2 = zt_all[:n], zt_all[n : 2 * n]
-                terms: dict[str, torch.Tensor] = {}
-                if c.contrastive:
-                    p1, p2 = predictor(projector(z1)), predictor(projector(z2))
-                    with torch.no_grad():
-                        t1, t2 = target_projector(zt1), target_projector(zt2)
-                    terms["con"] = byol_loss(p1, p2, t1, t2)
-                if c.positive_pair == "cross_instance":
-                    perm = torch.randperm(n, device=self.device)
-                    terms["pp"] = c.lambda_pp * cross_instance_loss(z1, zt2, perm)
-                elif c.positive_pair == "fixed_center":
-                    terms["pp"] = c.lambda_pp * fixed_center_loss(z1, center)
-                if c.use_negative:
-                    terms["np"] = c.lambda_np * negative_pair_loss(zt_all[2 * n :], z_all[2 * n :])
-                loss = sum(terms.values())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            ema_update(target, online, c.ema_beta)
-            ema_update(target_projector, projector, c.ema_beta)
-            self.history.append({"step": step, "loss": float(loss.detach())} | {k: float(v.detach()) for k, v in terms.items()})
-        return target if c.score_with == "target" else online
+        if not self.config.fine_tunes:
+            self.history = []
+            return copy.deepcopy(self._pretrained_net).to(self.device)
+        net, self.history = fit_backbone(self.config, self._pretrained_net, shots, self.augment,
+                                         self.generator, progress=self.progress)
+        return net
 
     # -- persistence --------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:

@@ -34,6 +34,18 @@ class Detector(ABC):
     def score_samples(self, images: Images) -> np.ndarray:
         """(M,) float64 anomaly scores, higher = more anomalous."""
 
+    #: decision threshold on :meth:`score_samples`, set by :func:`coftad_lib.threshold.fit_threshold`
+    threshold: float | None = None
+    #: how it was estimated: fpr, mode, n_scores, n_copies, resolution_limited
+    threshold_info: dict | None = None
+
+    def predict(self, images: Images) -> np.ndarray:
+        """(M,) int64: 1 where the score is above ``self.threshold`` (anomalous), else 0."""
+        if self.threshold is None:
+            raise RuntimeError(f"{type(self).__name__}.predict: no threshold; call "
+                               "coftad_lib.threshold.fit_threshold(detector, shots, fpr=0.05) after fit()")
+        return (np.asarray(self.score_samples(images)) > self.threshold).astype(np.int64)
+
 
 @contextlib.contextmanager
 def seeded(seed: int, device: torch.device) -> Iterator[None]:
@@ -53,7 +65,8 @@ class FeatureDetector(Detector):
 
     def __init__(self, *, image_size: int, preset: str, n_aug: int, l2_normalize: bool,
                  eps: float, seed: int, device: str | torch.device, eval_batch_size: int,
-                 cutpaste_mode: str = "union", progress: bool = True) -> None:
+                 cutpaste_mode: str = "union", progress: bool = True, aug_strength: float = 1.0,
+                 negative: str | None = None) -> None:
         if image_size < 32:
             raise COFTADInputError(f"image_size={image_size}: must be at least 32 pixels")
         if n_aug < 1:
@@ -64,9 +77,11 @@ class FeatureDetector(Detector):
         self.device = resolve_device(device)
         self.eval_batch_size = eval_batch_size
         self.progress = progress
-        self.augment = make_augmentations(preset, image_size, cutpaste_mode)
+        self.augment = make_augmentations(preset, image_size, cutpaste_mode, strength=aug_strength, negative=negative)
         self.density = GaussianDensity(l2_normalize=l2_normalize, eps=eps)
         self.scoring_net: Backbone | None = None
+        # One stream per fit for augmentation and batch sampling, reset by fit() (same seed, same fit).
+        self.generator = torch.Generator(self.device).manual_seed(seed)
 
     # -- subclasses -------------------------------------------------------------------------
     @abstractmethod
@@ -93,22 +108,26 @@ class FeatureDetector(Detector):
         return torch.cat(out)
 
     @torch.no_grad()
-    def _fit_density(self, shots: torch.Tensor) -> None:
-        """Eq. 7 on D_TA: N_A positively augmented copies of the k shots."""
+    def _fit_density(self, shots: torch.Tensor, generator: torch.Generator | None = None) -> None:
+        """Eq. 7 on D_TA: N_A positively augmented copies of the k shots (one batched augmentation).
+
+        ``generator``: the fit's random stream (None: torch's global RNG).
+        """
         if len(shots) * self.n_aug < 2:
             raise COFTADInputError(
                 f"{len(shots)} shot(s) x n_aug={self.n_aug} gives fewer than 2 feature vectors; "
                 "the covariance needs at least 2 (use n_aug >= 2 with a single shot)"
             )
-        copies = torch.cat([self.augment.positive(shots) for _ in range(self.n_aug)])
+        copies = self.augment.positive(shots.repeat(self.n_aug, 1, 1, 1), generator=generator)
         self.density.fit(self._features(copies))
 
     def fit(self, images: Images) -> FeatureDetector:
         """Train the scoring backbone on the shots (subclass-specific) and fit the Gaussian (Eq. 7)."""
         shots = self._to_device_batch(images)
+        self.generator = torch.Generator(self.device).manual_seed(self.seed)
         with seeded(self.seed, self.device):
             self.scoring_net = self._train(shots)
-            self._fit_density(shots)
+            self._fit_density(shots, generator=self.generator)
         return self
 
     def embed(self, images: Images) -> np.ndarray:
