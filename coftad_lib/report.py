@@ -19,6 +19,8 @@ import pandas as pd
 
 from .paper_values import TABLE_TITLES, TABLES, display_name
 from .reproduce.cache import atomic_write_text
+from .reproduce.runner import summary_roots
+from .reproduce.status import relative_to_roots
 from .results_tables import MIN_FLAG_POINTS
 
 _TABLE_FILE = re.compile(r"^table_(.+)\.csv$")
@@ -43,12 +45,13 @@ def _tables_section(root: Path) -> tuple[list[str], list[pd.DataFrame], set[str]
     summaries, profiles = [], set()
     if not found:
         return lines + ["No tables found.", ""], summaries, profiles
-    lines += ["| table | what | profile | backbone | cells ok / missing | files |", "|---|---|---|---|---:|---|"]
+    lines += ["| table | what | profile | backbone | cells ok / missing / failed | files |", "|---|---|---|---|---:|---|"]
     for name in found:
         df = pd.read_csv(folder / f"table_{name}.csv", keep_default_na=True)
         profiles.update(str(v) for v in df.get("profile", pd.Series(dtype=str)).dropna())
         n_ok = int((df["status"] == "ok").sum()) if "status" in df else 0
         n_miss = int((df["status"] == "missing").sum()) if "status" in df else 0
+        n_fail = int((df["status"] == "failed").sum()) if "status" in df else 0
         links = [f"[md](tables/table_{name}.md)", f"[csv](tables/table_{name}.csv)"]
         summ = folder / f"table_{name}_summary.csv"
         if summ.exists():
@@ -57,7 +60,7 @@ def _tables_section(root: Path) -> tuple[list[str], list[pd.DataFrame], set[str]
             s["profile"] = _uniq(df, "profile")
             summaries.append(s)
         lines.append(f"| {name} | {TABLE_TITLES.get(name, '')} | {_uniq(df, 'profile')} | {_uniq(df, 'backbone')} "
-                     f"| {n_ok} / {n_miss} | {' '.join(links)} |")
+                     f"| {n_ok} / {n_miss} / {n_fail} | {' '.join(links)} |")
     return lines + [""], summaries, profiles
 
 
@@ -107,6 +110,20 @@ def _differences_section(summaries: list[pd.DataFrame], profiles: set[str]) -> l
     return lines + [""]
 
 
+def _failed_section(root: Path, roots: dict[str, str]) -> list[str]:
+    """Every failed cell the notebooks recorded (``status/*.json``), with its error."""
+    rows = []
+    for p in sorted((root / "status").glob("*.json")):
+        for c in json.loads(p.read_text()).get("failed", []):
+            err = relative_to_roots(str(c.get("message", "")), roots).replace("|", "/")[:300]
+            rows.append(f"| {p.stem} | {c.get('table', '')} | {c.get('dataset', '')} | {c.get('task', '')} "
+                        f"| {display_name(str(c.get('method', '')))} | {c.get('seed', '')} | {err} |")
+    if not rows:
+        return []
+    return ["## Failed cells", "", "| notebook | table | dataset | task | method | seed | error |",
+            "|---|---|---|---|---|---:|---|", *rows, ""]
+
+
 def _notebooks_section(root: Path) -> tuple[list[str], dict[str, str], set[str]]:
     lines = ["## Notebooks", ""]
     missing: dict[str, str] = {}
@@ -148,7 +165,11 @@ def write_report(results_dir: str | os.PathLike = "results") -> Path:
     lines = ["# COFT-AD reproduction report", "",
              f"Profiles found: {', '.join(sorted(profiles)) or 'none'}. Tables are AUROC in %, ours beside the "
              "paper's value (see each table's notes for doubts about the paper's text).", ""]
+    run_file = root / "runs" / "summary.json"
+    roots = summary_roots(json.loads(run_file.read_text()).get("meta", {})) if run_file.exists() else {}
     lines += nb_lines + tab_lines + fig_lines + _differences_section(summaries, profiles)
+    lines += _failed_section(root, roots)
     if missing:
-        lines += ["## Missing datasets", ""] + [f"- **{d}**: {msg}" for d, msg in sorted(missing.items())] + [""]
+        lines += ["## Missing datasets", "", "Paths are relative to the data root (DATA_ROOT) or PREP_DIR.", ""]
+        lines += [f"- **{d}**: {relative_to_roots(msg, roots)}" for d, msg in sorted(missing.items())] + [""]
     return atomic_write_text(root / "REPORT.md", "\n".join(lines).rstrip() + "\n")

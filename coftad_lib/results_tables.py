@@ -86,7 +86,8 @@ def summarize(df: pd.DataFrame, table: str, setting_map: Mapping[str, str] | Non
         n, mean, std = _stats(g["pct"])
         p = pval.get((smap.get(setting, setting), method, task), math.nan)
         rows.append({"setting": setting, "method": method, "task": task, "n_ok": n,
-                     "n_seeds": int(g["seed"].nunique()), "mean": mean, "std": std, "paper": p,
+                     "n_seeds": int(g["seed"].nunique()), "n_failed": int((g["status"] == "failed").sum()),
+                     "mean": mean, "std": std, "paper": p,
                      "paper_basis": "reported" if not math.isnan(p) else ""})
     out = pd.DataFrame(rows)
     if average and not d.empty and "avg" not in set(d["task"]):
@@ -131,7 +132,8 @@ def _averages(d: pd.DataFrame, paper: pd.DataFrame, pval: dict, smap: Mapping[st
         n, mean, std = _stats(per_seed)
         p, basis = _paper_avg(paper, pval, smap.get(setting, setting), method, tasks)
         rows.append({"setting": setting, "method": method, "task": "avg", "n_ok": n,
-                     "n_seeds": int(g["seed"].nunique()), "mean": mean, "std": std, "paper": p,
+                     "n_seeds": int(g["seed"].nunique()), "n_failed": int((g["status"] == "failed").sum()),
+                     "mean": mean, "std": std, "paper": p,
                      "paper_basis": basis})
     return pd.DataFrame(rows)
 
@@ -142,12 +144,13 @@ def _cell_text(r: pd.Series | None, paper: float, decimals: int, quoted: bool) -
         return f"quoted from [4], not run (paper {ptxt})" if not math.isnan(paper) else ""
     if r is None:
         return "" if math.isnan(paper) else f"not run (paper {ptxt})"
+    n_failed = int(r.get("n_failed", 0) or 0)
     if r["n_ok"] == 0:
-        what = "incomplete" if r["task"] == "avg" else "missing data"
+        what = "incomplete" if r["task"] == "avg" else "failed" if n_failed else "missing data"
         return f"{what} (paper {ptxt})"
     body = _fmt(r["mean"], decimals) + (f" ± {_fmt(r['std'], decimals)}" if r["n_ok"] > 1 else "")
     if r["task"] != "avg" and r["n_ok"] < r["n_seeds"]:
-        body += f" [{r['n_ok']}/{r['n_seeds']} seeds]"
+        body += f" [{r['n_ok']}/{r['n_seeds']} seeds" + (f", {n_failed} failed]" if n_failed else "]")
     if math.isnan(paper):
         return f"{body} (paper n/a)"
     sign = "+" if r["diff"] >= 0 else "-"
@@ -229,7 +232,8 @@ def _header(df: pd.DataFrame, decimals: int, smap: Mapping[str, str]) -> list[st
         lines.append("Versions: " + "; ".join(f"{k} {uniq(k)}" for k in VERSION_KEYS if k in df) + ".")
     lines += ["", f"AUROC in %: ours as mean ± sample std (ddof=1) over seeds with {decimals} decimal(s), "
               "then (paper value, ours minus paper). `missing data`: the dataset or weights were not "
-              "found; `not run`: a row of the paper this run did not include.", ""]
+              "found; `failed`: the cell raised (its error is listed below the table and in the run "
+              "summary); `not run`: a row of the paper this run did not include.", ""]
     if smap:
         lines += ["Settings compared with another column of the paper: "
                   + ", ".join(f"ours `{k}` vs paper `{v}`" for k, v in smap.items()) + ".", ""]

@@ -56,6 +56,42 @@ def test_first_cell_is_flat_parameters(path):
     assert REQUIRED <= names, f"{path.name}: parameters cell lacks {sorted(REQUIRED - names)}"
 
 
+#: calls that run cells; a notebook making one must hand them its EXECUTOR parameter
+CELL_RUNNERS = ("run_cells(", "run_table(", "run_figure_cells(", "run_scorer_table(", "run_n_aug_table(",
+                "run_imbalanced(", "run_rescored(")
+
+
+def _params(path: Path) -> dict:
+    tree = ast.parse("".join(_cells(path)[0]["source"]))
+    return {n.targets[0].id: ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_cell_running_notebooks_take_an_executor(path):
+    body = "\n".join("".join(c["source"]) for c in _cells(path)[1:] if c["cell_type"] == "code")
+    calls = [c for c in CELL_RUNNERS if c in body]
+    if not calls:
+        return
+    assert _params(path).get("EXECUTOR") == "local", f"{path.name} runs cells: declare EXECUTOR = \"local\""
+    tree = ast.parse("\n".join(line for line in body.splitlines() if not line.lstrip().startswith(("%", "!"))))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and f"{getattr(node.func, 'attr', getattr(node.func, 'id', ''))}(" in calls:
+            kw = {k.arg: k.value for k in node.keywords}
+            assert isinstance(kw.get("executor"), ast.Name) and kw["executor"].id == "EXECUTOR", (
+                f"{path.name} line {node.lineno}: pass executor=EXECUTOR"
+            )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_default_paths_stay_inside_the_repo(path):
+    """A user's clone has no ../../shared; DATA_ROOT defaults to the repo's data/ (the runner finds others)."""
+    params = _params(path)
+    for name in ("DATA_ROOT", "PREP_DIR", "OUT_DIR"):
+        value = str(params[name])
+        assert not value.startswith("/") and not value.startswith("../.."), f"{path.name}: {name} = {value!r}"
+    assert params["DATA_ROOT"] == "../data", f"{path.name}: DATA_ROOT should default to the repo's data/ ('../data')"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_title_names_what_it_regenerates(path):
     md = "".join("".join(c["source"]) for c in _cells(path)[:4] if c["cell_type"] == "markdown")

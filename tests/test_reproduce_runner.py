@@ -137,7 +137,7 @@ def test_series_runs_notebooks_and_writes_summary(tmp_path):
 
 # ------------------------------------------------------------------ exit codes without a kernel
 def _fake_execute(statuses):
-    def execute(nb_path, out_dir, params, kernel_name, profile, log_output=False):
+    def execute(nb_path, out_dir, params, kernel_name, profile, log_output=False, env=None):
         st = statuses[nb_path.stem]
         miss = [{"dataset": "aitex", "message": "get AITEX"}] if st == "missing" else []
         return runner.NotebookResult(name=nb_path.stem, status=st, seconds=0.1, missing=miss, profile=profile)

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 from .cache import atomic_write_json, cached, digest
-from .cells import Cell, dataset_root, load_cell_task, load_features, make_cell, run_cell, run_cells
+from .cells import Cell, data_roots, dataset_root, load_cell_task, load_features, make_cell, run_cell, run_cells
 from .profiles import PROFILES, detector_kwargs, get_profile, table_limits
 from .status import read_status, record_status
 
@@ -29,7 +29,7 @@ def cache_dir(out_dir: str | os.PathLike) -> Path:
 
 
 __all__ = [
-    "PROFILES", "Cell", "atomic_write_json", "cache_dir", "cached", "dataset_root", "detector_kwargs",
+    "PROFILES", "Cell", "atomic_write_json", "cache_dir", "cached", "data_roots", "dataset_root", "detector_kwargs",
     "digest", "get_profile", "load_cell_task", "load_features", "make_cell", "read_status", "record_status", "run_cell",
     "run_cells", "table_limits",
 ]

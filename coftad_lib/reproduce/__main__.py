@@ -4,6 +4,8 @@ Examples:
     python -m coftad_lib.reproduce --profile smoke
     python -m coftad_lib.reproduce --profile paper --only 01,04 --seeds 0,1,2 --strict
     python -m coftad_lib.reproduce --profile smoke --param STEPS=5 --data-root ../shared/data
+    python -m coftad_lib.reproduce --profile paper --executor ray --address auto --gpus-per-cell 0.25
+    python -m coftad_lib.reproduce --profile paper --plan --plan-timings benchmarks/results/plan_h200.json
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import COFTADInputError
+from .executors import EXECUTORS
 from .profiles import PROFILES
 from .runner import DEFAULT_PREP_DIR, EXIT_USAGE, run_series
 
@@ -46,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma list of seeds (default: the profile's)")
     p.add_argument("--strict", action="store_true", help="missing datasets or weights are an error (exit 3)")
     p.add_argument("--data-root", default=None,
-                   help="folder holding the datasets (default: $COFTAD_DATA_ROOT, ./data, or ../shared/data)")
+                   help="folder holding the datasets (default: $COFTAD_DATA_ROOT, else ./data, else ../shared/data)")
     p.add_argument("--prep-dir", default=DEFAULT_PREP_DIR,
                    help=f"where data_prep notebooks write derived datasets (default: {DEFAULT_PREP_DIR})")
     p.add_argument("--out", default="results", help="output folder (default: results)")
@@ -55,6 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--notebooks", default="notebooks", help="folder of NN_*.ipynb (default: notebooks)")
     p.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: python3)")
     p.add_argument("--log-output", action="store_true", help="stream notebook output to this terminal")
+    p.add_argument("--executor", default="local", choices=EXECUTORS,
+                   help="where cells run: local (this process, default) or ray (one Ray task per cell)")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster to join (auto = the one started with `ray start`); default: start a local Ray")
+    p.add_argument("--gpus-per-cell", type=float, default=None,
+                   help="GPU share of one cell with --executor ray (e.g. 0.25: four cells per GPU; default 0)")
+    p.add_argument("--plan", action="store_true",
+                   help="run nothing: print the cells each notebook needs, how many are cached, and the expected time")
+    p.add_argument("--plan-timings", default=None, metavar="FILE",
+                   help="benchmark file (JSON or CSV, see coftad_lib/reproduce/plan.py) for --plan; "
+                        "default: a short calibration on this machine")
     return p
 
 
@@ -63,9 +77,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         params = dict(parse_param(t) for t in args.param)
+        if args.plan:
+            from .plan import print_plan
+
+            return print_plan(args.profile, only=args.only, seeds=args.seeds, data_root=args.data_root,
+                              prep_dir=args.prep_dir, out_dir=args.out, params=params,
+                              notebooks_dir=args.notebooks, timings=args.plan_timings)
         code, _ = run_series(args.profile, only=args.only, seeds=args.seeds, strict=args.strict,
                              data_root=args.data_root, prep_dir=args.prep_dir, out_dir=args.out, params=params,
-                             notebooks_dir=args.notebooks, kernel_name=args.kernel, log_output=args.log_output)
+                             notebooks_dir=args.notebooks, kernel_name=args.kernel, log_output=args.log_output,
+                             executor=args.executor, address=args.address, gpus_per_cell=args.gpus_per_cell)
     except COFTADInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -205,6 +205,21 @@ def dataset_root(data_root: str | os.PathLike | Mapping[str, Any], dataset: str)
     return Path(data_root) / sub
 
 
+def data_roots(data_root: str | os.PathLike, prep_dir: str | os.PathLike | None = None) -> list[str]:
+    """A notebook's search list: ``data_root``, then ``$COFTAD_DATA_ROOT`` (when set), then ``prep_dir``.
+
+    :func:`dataset_root` takes the first that holds a dataset, so a notebook opened by hand with
+    the default ``DATA_ROOT = "../data"`` still finds data under ``$COFTAD_DATA_ROOT``.
+    """
+    roots = [str(data_root)]
+    env = os.environ.get("COFTAD_DATA_ROOT")
+    if env and env not in roots:
+        roots.append(env)
+    if prep_dir is not None:
+        roots.append(str(prep_dir))
+    return roots
+
+
 def cell_path(cache_dir: str | os.PathLike, key: str) -> Path:
     """Where the record of cell ``key`` lives: ``<cache_dir>/cells/<key>.json``."""
     return Path(cache_dir) / "cells" / f"{key}.json"

@@ -28,9 +28,17 @@ from typing import Any
 
 from ..errors import COFTADInputError
 from .cache import atomic_write_json, atomic_write_text
-from .notebook_params import check_parameters
+from .executors import ENV_GPUS_PER_CELL, ENV_RAY_ADDRESS, check_executor
+from .notebook_params import check_parameters, parameter_names
 from .profiles import get_profile
-from .status import ENV_NOTEBOOK, ENV_PROFILE, read_status, status_path
+from .status import (
+    ENV_NOTEBOOK,
+    ENV_PROFILE,
+    display_path,
+    read_status,
+    relative_to_roots,
+    status_path,
+)
 
 NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_.+\.ipynb$")
 #: the parameters every notebook of the series must declare
@@ -54,6 +62,7 @@ class NotebookResult:
     error: str = ""
     executed: str = ""
     profile: str = ""
+    failed_cells: list[dict[str, Any]] = field(default_factory=list)
 
 
 def discover(notebooks_dir: str | os.PathLike) -> list[Path]:
@@ -120,8 +129,11 @@ def _environ(**values: str) -> Iterator[None]:
 
 
 def execute(nb_path: Path, out_dir: Path, params: Mapping[str, Any], kernel_name: str,
-            profile: str, log_output: bool = False) -> NotebookResult:
-    """Run one notebook with papermill into ``out_dir/executed``; read the status it wrote."""
+            profile: str, log_output: bool = False, env: Mapping[str, str] | None = None) -> NotebookResult:
+    """Run one notebook with papermill into ``out_dir/executed``; read the status it wrote.
+
+    ``env``: extra environment variables for the kernel (the executor's cluster address).
+    """
     import papermill as pm
 
     name = nb_path.stem
@@ -133,7 +145,7 @@ def execute(nb_path: Path, out_dir: Path, params: Mapping[str, Any], kernel_name
     t0 = time.perf_counter()
     error = ""
     try:
-        with _environ(**{ENV_NOTEBOOK: name, ENV_PROFILE: profile}):
+        with _environ(**{ENV_NOTEBOOK: name, ENV_PROFILE: profile, **(env or {})}):
             pm.execute_notebook(str(nb_path), str(executed), parameters=dict(params), kernel_name=kernel_name,
                                 cwd=str(nb_path.parent), progress_bar=False, log_output=log_output)
     except pm.PapermillExecutionError as exc:
@@ -148,8 +160,12 @@ def execute(nb_path: Path, out_dir: Path, params: Mapping[str, Any], kernel_name
         status, error = "no status", "notebook did not call coftad_lib.reproduce.record_status()"
     else:
         status = st.get("status", "ok")
+    failed = (st or {}).get("failed", [])
+    if failed and not error:
+        error = f"{len(failed)} cell(s) failed (listed in the summary)"
     return NotebookResult(name=name, status=status, seconds=seconds, missing=(st or {}).get("missing", []),
-                          error=error, executed=str(executed), profile=(st or {}).get("profile", profile))
+                          error=error, executed=str(executed), profile=(st or {}).get("profile", profile),
+                          failed_cells=failed)
 
 
 def exit_code(results: Sequence[NotebookResult], strict: bool) -> int:
@@ -161,28 +177,50 @@ def exit_code(results: Sequence[NotebookResult], strict: bool) -> int:
     return EXIT_OK
 
 
-def format_summary(results: Sequence[NotebookResult]) -> str:
-    """Markdown table: notebook, status, seconds, missing datasets, error."""
+def format_summary(results: Sequence[NotebookResult], roots: Mapping[str, str] | None = None) -> str:
+    """Markdown table: notebook, status, seconds, missing datasets, error (paths relative to ``roots``)."""
     lines = ["| notebook | status | seconds | missing datasets | error |", "|---|---|---:|---|---|"]
     for r in results:
         miss = ", ".join(m["dataset"] for m in r.missing)
-        err = r.error.replace("|", "\\|").replace("\n", " ")[:200]
+        err = relative_to_roots(r.error, roots or {}).replace("|", "\\|").replace("\n", " ")[:200]
         lines.append(f"| {r.name} | {r.status} | {r.seconds:.1f} | {miss} | {err} |")
     return "\n".join(lines)
 
 
+def summary_roots(meta: Mapping[str, Any]) -> dict[str, str]:
+    """The folders that messages are printed relative to: ``{"DATA_ROOT": ..., "PREP_DIR": ..., "OUT_DIR": ...}``."""
+    return {name: str(meta[key]) for name, key in (("DATA_ROOT", "data_root"), ("PREP_DIR", "prep_dir"),
+                                                   ("OUT_DIR", "out_dir")) if meta.get(key)}
+
+
 def write_summary(results: Sequence[NotebookResult], out_dir: Path, meta: Mapping[str, Any]) -> Path:
-    """Write ``runs/summary.md`` (table + how to get each missing dataset) and ``runs/summary.json``."""
+    """Write ``runs/summary.md`` (table, failed cells, how to get each missing dataset) and ``runs/summary.json``.
+
+    Paths in messages are printed relative to the data root (and PREP_DIR, OUT_DIR); the roots
+    themselves relative to the working folder.
+    """
     runs = out_dir / "runs"
+    roots = summary_roots(meta)
+    shown = {k: (display_path(v) if k in ("data_root", "prep_dir", "out_dir") else v) for k, v in meta.items()}
     head = [f"# Run summary: profile {meta['profile']}", "",
-            *(f"- {k}: `{v}`" for k, v in meta.items() if k != "profile"), "", format_summary(results)]
+            *(f"- {k}: `{v}`" for k, v in shown.items() if k != "profile"), "",
+            "Paths in messages are relative to the data root (DATA_ROOT) or PREP_DIR.", "",
+            format_summary(results, roots)]
+    failed = [(r.name, c) for r in results for c in r.failed_cells]
+    if failed:
+        head += ["", "## Failed cells", "", "| notebook | table | dataset | task | method | seed | error |",
+                 "|---|---|---|---|---|---:|---|"]
+        for name, c in failed:
+            err = relative_to_roots(str(c.get("message", "")), roots).replace("|", "\\|")[:300]
+            head.append(f"| {name} | {c.get('table', '')} | {c.get('dataset', '')} | {c.get('task', '')} "
+                        f"| {c.get('method', '')} | {c.get('seed', '')} | {err} |")
     how: dict[str, str] = {}
     for r in results:
         for m in r.missing:
             how.setdefault(m["dataset"], m["message"])
     if how:
         head += ["", "## Missing datasets and how to get them", ""]
-        head += [f"- **{d}**: {msg}" for d, msg in sorted(how.items())]
+        head += [f"- **{d}**: {relative_to_roots(msg, roots)}" for d, msg in sorted(how.items())]
     atomic_write_json(runs / "summary.json", {"meta": dict(meta), "notebooks": [asdict(r) for r in results]})
     return atomic_write_text(runs / "summary.md", "\n".join(head) + "\n")
 
@@ -202,12 +240,15 @@ def run_series(profile: str, *, only: Sequence[str] | None = None, seeds: Sequen
                strict: bool = False, data_root: str | os.PathLike | None = None,
                prep_dir: str | os.PathLike = DEFAULT_PREP_DIR, out_dir: str | os.PathLike = "results", params: Mapping[str, Any] | None = None,
                notebooks_dir: str | os.PathLike = "notebooks", kernel_name: str = "python3",
-               log_output: bool = False, report: bool = True) -> tuple[int, list[NotebookResult]]:
+               log_output: bool = False, report: bool = True, executor: str = "local",
+               address: str | None = None, gpus_per_cell: float | None = None) -> tuple[int, list[NotebookResult]]:
     """Run the selected notebooks in order; write the summary and the report; return (exit code, results).
 
     Parameters given to each notebook: PROFILE, SEEDS (``seeds`` or the profile's), DATA_ROOT,
-    PREP_DIR and OUT_DIR (absolute paths) and ``params``. All selected notebooks are checked for unknown
-    parameters before the first one runs.
+    PREP_DIR and OUT_DIR (absolute paths), ``params``, and EXECUTOR to the notebooks that declare
+    it (those that run cells); ``address`` / ``gpus_per_cell`` reach ``EXECUTOR = "ray"`` through
+    the environment (:mod:`coftad_lib.reproduce.executors`). All selected notebooks are checked for
+    unknown parameters, and Ray for being installed, before the first one runs.
     """
     prof = get_profile(profile)
     seeds = [int(s) for s in (seeds if seeds is not None else prof["seeds"])]
@@ -222,19 +263,24 @@ def run_series(profile: str, *, only: Sequence[str] | None = None, seeds: Sequen
     prep = Path(prep_dir).resolve()
     values = {"PROFILE": prof["name"], "SEEDS": seeds, "DATA_ROOT": str(root), "PREP_DIR": str(prep),
               "OUT_DIR": str(out), **(params or {})}
+    check_executor(executor)
+    per_nb = {nb: {**values, **({"EXECUTOR": executor} if "EXECUTOR" in parameter_names(nb) else {})}
+              for nb in notebooks}
     for nb in notebooks:
-        check_parameters(nb, values)
+        check_parameters(nb, per_nb[nb])
     check_kernel(kernel_name)
+    env = {k: str(v) for k, v in ((ENV_RAY_ADDRESS, address), (ENV_GPUS_PER_CELL, gpus_per_cell)) if v is not None}
     results = []
     for nb in notebooks:
         print(f"[reproduce] {nb.name} ...", flush=True)
-        res = execute(nb, out, values, kernel_name, prof["name"], log_output=log_output)
+        res = execute(nb, out, per_nb[nb], kernel_name, prof["name"], log_output=log_output, env=env)
         print(f"[reproduce] {nb.name}: {res.status} in {res.seconds:.1f} s {res.error}".rstrip(), flush=True)
         results.append(res)
     meta = {"profile": prof["name"], "seeds": seeds, "strict": strict, "data_root": str(root),
+            "prep_dir": str(prep), "out_dir": str(out), "executor": executor,
             "notebooks": [nb.name for nb in notebooks], "params": json.loads(json.dumps(params or {}, default=str))}
     summary = write_summary(results, out, meta)
-    print(format_summary(results))
+    print(format_summary(results, summary_roots(meta)))
     print(f"[reproduce] summary: {summary}")
     code = exit_code(results, strict)
     if report:

@@ -1,8 +1,9 @@
 """Per-notebook status files that the runner's summary and the report read.
 
 Each notebook ends with :func:`record_status`, which writes ``<OUT_DIR>/status/<notebook>.json``:
-whether every cell ran (``"ok"``) or some lacked data or weights (``"missing"``, with the loader's
-message on how to get them), which profile produced it, and which tables and figures it wrote.
+whether every cell ran (``"ok"``), some lacked data or weights (``"missing"``, with the loader's
+message on how to get them) or raised (``"failed"``, each failed cell with its error), which
+profile produced it, and which tables and figures it wrote.
 """
 
 from __future__ import annotations
@@ -39,6 +40,21 @@ def missing_from_frame(df: pd.DataFrame | None) -> list[dict[str, str]]:
     return out
 
 
+def failed_from_frame(df: pd.DataFrame | None) -> list[dict[str, Any]]:
+    """One entry per failed cell (status ``"failed"``) of a :func:`run_cells` frame: where and why."""
+    if df is None or df.empty or "status" not in df:
+        return []
+    cols = [c for c in ("table", "dataset", "task", "method", "seed", "message") if c in df]
+    seen, out = set(), []
+    for row in df.loc[df["status"] == "failed", cols].to_dict("records"):
+        entry = {k: (int(v) if k == "seed" else str(v)) for k, v in row.items()}
+        key = tuple(entry.values())
+        if key not in seen:  # Tables VIII-X repeat a failed fit once per column
+            seen.add(key)
+            out.append(entry)
+    return out
+
+
 def record_status(out_dir: str | os.PathLike, results: pd.DataFrame | Iterable[pd.DataFrame] | None = None, *,
                   notebook: str | None = None, profile: str | None = None,
                   missing: Sequence[Mapping[str, str]] = (), tables: Sequence[str] = (),
@@ -55,7 +71,8 @@ def record_status(out_dir: str | os.PathLike, results: pd.DataFrame | Iterable[p
         tables / figures: names of what the notebook wrote (e.g. ``["II"]``, ``["fig7_scores"]``).
         note: free text shown in the summary.
 
-    Status is ``"ok"`` when nothing is missing, else ``"missing"``.
+    Status is ``"failed"`` when a cell raised (listed under ``"failed"``), else ``"missing"`` when
+    data or weights were missing, else ``"ok"``.
     """
     notebook = notebook or os.environ.get(ENV_NOTEBOOK)
     if not notebook:
@@ -71,15 +88,36 @@ def record_status(out_dir: str | os.PathLike, results: pd.DataFrame | Iterable[p
         profile = str(df["profile"].dropna().iloc[0])
     n = 0 if df is None else len(df)
     n_missing = 0 if df is None else int((df["status"] == "missing").sum())
+    failed = failed_from_frame(df)
+    n_failed = 0 if df is None else int((df["status"] == "failed").sum())
     payload: dict[str, Any] = {
         "notebook": notebook,
-        "status": "missing" if entries else "ok",
+        "status": "failed" if failed else "missing" if entries else "ok",
         "profile": profile or os.environ.get(ENV_PROFILE, ""),
         "missing": [entries[k] for k in sorted(entries)],
-        "n_cells": n, "n_ok": n - n_missing, "n_missing": n_missing,
+        "n_cells": n, "n_ok": n - n_missing - n_failed, "n_missing": n_missing, "n_failed": n_failed,
+        "failed": failed,
         "tables": list(tables), "figures": list(figures), "note": note,
     }
     return atomic_write_json(status_path(out_dir, notebook), payload)
+
+
+def relative_to_roots(text: str, roots: Mapping[str, str | os.PathLike]) -> str:
+    """``text`` with absolute root folders taken out: ``<root>/mvtec_ad/carpet`` -> ``mvtec_ad/carpet``,
+    a bare ``<root>`` -> its name (``roots`` maps a name such as ``"DATA_ROOT"`` to the folder).
+
+    A report must not show the folders of the machine that ran it; the run summary names the
+    roots once, relative to the working folder.
+    """
+    for name, root in sorted(((n, str(Path(r))) for n, r in roots.items() if r), key=lambda x: -len(x[1])):
+        text = text.replace(root + os.sep, "").replace(root, name)
+    return text
+
+
+def display_path(path: str | os.PathLike, start: str | os.PathLike | None = None) -> str:
+    """``path`` relative to ``start`` (default: the working folder) when that is shorter, else as given."""
+    rel = os.path.relpath(path, start or os.getcwd())
+    return rel if len(rel) < len(str(path)) else str(path)
 
 
 def read_status(out_dir: str | os.PathLike, notebook: str) -> dict[str, Any] | None:

@@ -527,16 +527,30 @@ def missing_section(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def failed_section(df: pd.DataFrame) -> str:
+    """Markdown listing every failed cell (status ``"failed"``) with its error, once per cell."""
+    if df.empty or "status" not in df:
+        return ""
+    fail = df[df["status"] == "failed"].drop_duplicates(subset=["dataset", "task", "method", "seed", "message"])
+    if fail.empty:
+        return ""
+    lines = ["## Failed cells", "", "| dataset | task | method | seed | error |", "|---|---|---|---:|---|"]
+    for r in fail.itertuples():
+        lines.append(f"| {r.dataset} | {r.task} | {r.method} | {r.seed} | {str(r.message).replace('|', '/')[:300]} |")
+    return "\n".join(lines) + "\n"
+
+
 def write_results(df: pd.DataFrame, table: str, out_dir: str | os.PathLike, *,
                   columns: Sequence[str] = ("task",), setting_map: Mapping[str, str] | None = None,
                   average: bool | None = None) -> Path:
-    """:func:`coftad_lib.results_tables.write_table` into ``<out_dir>/tables``, plus a section
-    naming every missing dataset and how to get it; returns the Markdown path."""
+    """:func:`coftad_lib.results_tables.write_table` into ``<out_dir>/tables``, plus sections listing
+    every failed cell with its error and every missing dataset with how to get it; returns the
+    Markdown path."""
     from ..results_tables import write_table
 
     paths = write_table(df, table, out_dir=Path(out_dir) / "tables", columns=columns,
                         setting_map=setting_map, average=average)
-    extra = missing_section(df)
+    extra = "\n".join(part for part in (failed_section(df), missing_section(df)) if part)
     if extra:
         text = paths["md"].read_text(encoding="utf-8").rstrip() + "\n\n" + extra.rstrip() + "\n"
         atomic_write_text(paths["md"], text)
