@@ -126,7 +126,8 @@ def _check_fitted(det: Detector, tensors: dict[str, torch.Tensor]) -> None:
 
 
 def save_detector(det: Detector, path: str | os.PathLike, *, method: str, kwargs: dict[str, Any],
-                  threshold: float | None = None, threshold_info: dict[str, Any] | None = None) -> Path:
+                  threshold: float | None = None, threshold_info: dict[str, Any] | None = None,
+                  extra: dict[str, Any] | None = None) -> Path:
     """Write a fitted detector to ``<path>/config.json`` + ``<path>/weights.safetensors``.
 
     Args:
@@ -135,6 +136,8 @@ def save_detector(det: Detector, path: str | os.PathLike, *, method: str, kwargs
         kwargs: the keyword arguments it was built with (JSON values).
         threshold, threshold_info: decision threshold and how it was estimated; default: the
             detector's ``threshold`` / ``threshold_info`` attributes when set (``fit_threshold``).
+        extra: JSON values recorded as they are (e.g. the training images), read back by
+            :func:`read_config` under ``"extra"``.
 
     Returns:
         ``path``.
@@ -161,7 +164,7 @@ def save_detector(det: Detector, path: str | os.PathLike, *, method: str, kwargs
         "format_version": FORMAT_VERSION, "library": "coftad_lib", "method": method, "class": type(det).__name__,
         "kwargs": kwargs_json, "state": _capture_values(det),
         "threshold": None if threshold is None else float(threshold),
-        "threshold_info": _jsonable(threshold_info or {}),
+        "threshold_info": _jsonable(threshold_info or {}), "extra": _jsonable(extra or {}),
     }
     (path / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
     return path

@@ -13,12 +13,12 @@ This mirrors the MVTec layout, so a category folder of MVTec AD also loads.
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 
-from ..errors import COFTADInputError, DatasetNotFoundError
-from .files import USER_IMAGE_SUFFIXES, image_files, require_dir, task_from_files
+from ..errors import COFTADInputError
+from .files import USER_IMAGE_SUFFIXES, require_dir, task_from_files
+from .labelled import find_user_images, read_labels_csv
 from .sampling import choose, rng_for
 from .task import FewShotTask
 
@@ -38,13 +38,13 @@ _EXPECTED_FILES = f"expected {', '.join(sorted(USER_IMAGE_SUFFIXES))} files"
 
 
 def _images_under(folder: Path) -> list[Path]:
-    """Image files anywhere under ``folder``, sorted by relative path."""
-    return image_files(folder, USER_IMAGE_SUFFIXES, recursive=True, hidden=True)
+    """Image files anywhere under ``folder``, sorted; hidden files and folders (``._x.png``) left out."""
+    return find_user_images(folder)
 
 
 def _test_from_folders(test_root: Path) -> tuple[list[Path], list[int], list[str]]:
     require_dir(test_root, "test folder", HOW_TO_GET)
-    loose = image_files(test_root, USER_IMAGE_SUFFIXES, hidden=True)
+    loose = find_user_images(test_root, recursive=False)
     if loose:
         raise COFTADInputError(
             f"{test_root}: {len(loose)} images lie directly in the test folder (e.g. {loose[0].name}); "
@@ -53,7 +53,13 @@ def _test_from_folders(test_root: Path) -> tuple[list[Path], list[int], list[str
     paths: list[Path] = []
     labels: list[int] = []
     kinds: list[str] = []
-    for sub in sorted(p for p in test_root.iterdir() if p.is_dir()):
+    subs = sorted(p for p in test_root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not subs:
+        raise COFTADInputError(
+            f"{test_root}: the test folder is empty; put normal test images in {test_root}/good/ and "
+            f"anomalies in {test_root}/<defect type>/ (or pass labels_csv=)"
+        )
+    for sub in subs:
         files = _images_under(sub)
         if not files:
             raise COFTADInputError(f"{sub}: test label folder has no images; {_EXPECTED_FILES}")
@@ -65,33 +71,9 @@ def _test_from_folders(test_root: Path) -> tuple[list[Path], list[int], list[str
 
 
 def _test_from_csv(csv_path: Path, root: Path) -> tuple[list[Path], list[int], list[str]]:
-    if not csv_path.is_file():
-        raise DatasetNotFoundError(f"labels_csv={csv_path}: file not found\n{HOW_TO_GET}")
-    paths: list[Path] = []
-    labels: list[int] = []
-    kinds: list[str] = []
-    with open(csv_path, newline="") as f:
-        reader = csv.DictReader(f)
-        cols = [c.strip().lower() for c in (reader.fieldnames or [])]
-        if "path" not in cols or "label" not in cols:
-            raise COFTADInputError(
-                f"{csv_path}: expected a header with columns path,label (optionally kind), got {reader.fieldnames}"
-            )
-        for line_no, row in enumerate(reader, start=2):
-            row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k is not None}
-            p = Path(row["path"])
-            p = p if p.is_absolute() else root / p
-            if not p.is_file():
-                raise COFTADInputError(f"{csv_path}, line {line_no}: image {p} not found")
-            if row["label"] not in ("0", "1"):
-                raise COFTADInputError(
-                    f"{csv_path}, line {line_no}: label {row['label']!r}; expected 0 (normal) or 1 (anomaly)"
-                )
-            lab = int(row["label"])
-            paths.append(p)
-            labels.append(lab)
-            kinds.append(row.get("kind") or ("normal" if lab == 0 else "anomaly"))
-    return paths, labels, kinds
+    """Test rows of a labels CSV (checked row by row, see :func:`.labelled.read_labels_csv`), relative to ``root``."""
+    rows = read_labels_csv(csv_path, base=root)
+    return rows.paths, rows.labels, rows.kinds
 
 
 def load(

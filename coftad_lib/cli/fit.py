@@ -1,0 +1,48 @@
+"""``python -m coftad_lib fit NORMAL_DIR --out MODEL_DIR``: fit, estimate the threshold, save."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from ..errors import COFTADInputError
+
+
+def run(args: argparse.Namespace) -> int:
+    """Fit ``args.method`` on the normal images (all, or ``--shots`` drawn with ``--seed``), choose the
+    threshold for ``--fpr`` (:func:`coftad_lib.threshold.fit_threshold`) and save both to ``--out``."""
+    from ..datasets.labelled import check_readable, user_images
+    from ..datasets.sampling import choose, rng_for
+    from ..persistence import save_detector
+    from ..threshold import fit_threshold
+    from ..user_report import build, method_kwargs
+
+    if args.shots is not None and args.shots < 1:
+        raise COFTADInputError(f"--shots {args.shots}: need at least 1 normal image")
+    found = user_images(args.normal_dir, "folder of normal images")
+    images, bad = check_readable(found, skip_bad=args.skip_bad, what=f"images in {args.normal_dir}",
+                                 progress=not args.quiet)
+    if bad:
+        print(f"skipped {len(bad)} unreadable image(s) of {len(found)} (--skip-bad)", file=sys.stderr)
+    if not images:
+        raise COFTADInputError(f"{args.normal_dir}: no readable image left")
+    if args.shots is not None:
+        images, _ = choose(images, args.shots, rng_for(args.seed, "cli", "fit", "shots"), f"{args.normal_dir} (normal images)")
+    kw = method_kwargs(args.method, image_size=args.image_size, steps=args.steps, backbone=args.backbone,
+                       preset=args.preset, seed=args.seed, device=args.device, progress=not args.quiet)
+    det, resolved = build(args.method, kw)
+    t0 = time.perf_counter()
+    det.fit(images)
+    threshold = fit_threshold(det, images, fpr=args.fpr)
+    seconds = time.perf_counter() - t0
+    save_detector(det, args.out, method=args.method, kwargs=resolved | {"progress": False},
+                  extra={"train_images": [str(p) for p in images], "skipped_unreadable": [str(p) for p in bad],
+                         "fit_seconds": round(seconds, 2)})
+    info = det.threshold_info or {}
+    print(f"fitted {args.method} on {len(images)} normal image(s) in {seconds:.1f} s "
+          f"(image size {resolved.get('image_size')}, steps {resolved.get('steps')})")
+    print(f"threshold {threshold:.6g}: aims at {100 * args.fpr:g}% of normal images flagged "
+          f"(estimated by {info.get('mode', '?')} from {info.get('n_scores', '?')} scores)")
+    print(f"saved to {args.out}")
+    return 0

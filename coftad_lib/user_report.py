@@ -1,0 +1,255 @@
+"""Which method to trust on your own images: fit several methods on the shots, score a labelled
+test set, and write a report folder (beyond the paper).
+
+``python -m coftad_lib evaluate`` and notebook 17 call this module::
+
+    task = load_labelled("my_parts/")                        # coftad_lib.datasets.labelled
+    ev = evaluate(task, ["coftad", "pretrained", "patchcore"], image_size=64, steps=2)
+    ev.auroc_table()                                          # AUROC % per method and defect kind
+    write_report(ev, "report/")                               # report.md, scores.csv, figures
+
+The report folder holds ``report.md`` (AUROC per method and per defect kind, settings, counts),
+``scores.csv`` (one row per test image, one score column per method) and PNG figures: ``roc.png``,
+``score_distributions.png``, ``most_anomalous.png``, ``least_anomalous.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from tqdm.auto import tqdm
+
+from . import plots, user_figures
+from .datasets.task import FewShotTask
+from .detector import Detector
+from .errors import COFTADInputError
+from .metrics import auroc
+
+#: what `evaluate` fits when no --methods are given: the paper's method, its start, and PatchCore
+DEFAULT_METHODS: tuple[str, ...] = ("coftad", "pretrained", "patchcore")
+#: the methods whose size comes from COFTAD's own ``settings="auto"`` when none is given
+_COFTAD_FAMILY = {"coftad", "coftad_np", "pretrained", "random"}
+#: image side and batch for the other methods on a CPU when none is given: COFTAD's "cpu" settings
+#: (a few-shot fit of about a minute on 2 cores); each method keeps its own number of steps.
+CPU_SIZE: dict[str, int] = {"image_size": 128, "batch_size": 16}
+
+
+def method_kwargs(method: str, *, image_size: int | None = None, steps: int | None = None,
+                  batch_size: int | None = None, backbone: str = "efficientnet_lite0",
+                  preset: str = "industrial", seed: int = 0, device: str = "auto",
+                  progress: bool = False, **extra: Any) -> dict[str, Any]:
+    """``make_detector`` kwargs for ``method`` on a user's images; None = the method's default.
+
+    On a CPU the non-COFT-AD methods get :data:`CPU_SIZE` unless sizes are given; the COFT-AD
+    family picks its own (``settings="auto"``). ``preset`` defaults to "industrial" (inspection
+    images; use "flowers" for natural photos, Sec. IV-C).
+    """
+    from .device import resolve_device
+
+    kw: dict[str, Any] = {"backbone": backbone, "preset": preset, "seed": seed, "device": device,
+                          "progress": progress, **extra}
+    given = {"image_size": image_size, "steps": steps, "batch_size": batch_size}
+    if method not in _COFTAD_FAMILY and resolve_device(device).type == "cpu":
+        given = {k: CPU_SIZE.get(k) if v is None else v for k, v in given.items()}
+    kw.update({k: v for k, v in given.items() if v is not None})
+    return kw
+
+
+def build(method: str, kwargs: dict[str, Any]) -> tuple[Detector, dict[str, Any]]:
+    """The detector and its kwargs with the sizes it resolved (image_size, steps, batch_size) filled in,
+    so that a saved model rebuilds the same on another machine."""
+    from .methods.registry import make_detector
+
+    det = make_detector(method, **kwargs)
+    src = getattr(det, "config", det)
+    resolved = dict(kwargs)
+    for key in ("image_size", "steps", "batch_size"):
+        value = getattr(src, key, None)
+        if value is not None:
+            resolved[key] = value
+    return det, resolved
+
+
+@dataclass
+class MethodRun:
+    """One method fitted on the shots and scored on the test images."""
+
+    method: str
+    display: str
+    scores: np.ndarray  # (M,) float64, higher = more anomalous
+    kwargs: dict[str, Any]
+    fit_seconds: float
+    score_seconds: float
+    detector: Detector | None = None
+
+
+@dataclass
+class Evaluation:
+    """Every method's scores on one labelled task."""
+
+    task: FewShotTask
+    runs: dict[str, MethodRun] = field(default_factory=dict)
+    source: str = ""
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.task.test_labels
+
+    def anomaly_kinds(self) -> list[str]:
+        """Kinds of the anomalous test images, sorted."""
+        return sorted({k for k, y in zip(self.task.test_kinds, self.labels, strict=True) if y == 1})
+
+    def auroc_table(self) -> pd.DataFrame:
+        """AUROC % per method (rows) over all test images and per defect kind (normals vs that kind)."""
+        kinds = np.asarray(self.task.test_kinds)
+        rows = []
+        for run in self.runs.values():
+            row = {"method": run.display, "all": 100 * auroc(run.scores, self.labels)}
+            for kind in self.anomaly_kinds():
+                m = (self.labels == 0) | (kinds == kind)
+                row[kind] = 100 * auroc(run.scores[m], self.labels[m])
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("method")
+
+    def counts(self) -> dict[str, int]:
+        """Test images per column of :meth:`auroc_table`: normals, all anomalies, each kind."""
+        kinds = list(self.task.test_kinds)
+        out = {"normal": int((self.labels == 0).sum()), "all": int(self.labels.sum())}
+        out.update({k: sum(1 for kk, y in zip(kinds, self.labels, strict=True) if kk == k and y == 1)
+                    for k in self.anomaly_kinds()})
+        return out
+
+    def scores_frame(self) -> pd.DataFrame:
+        """One row per test image: id, path, label, kind and one score column per method."""
+        df = pd.DataFrame({"id": self.task.test_ids, "path": [str(p) for p in self.task.test],
+                           "label": self.labels, "kind": self.task.test_kinds})
+        for name, run in self.runs.items():
+            df[name] = run.scores
+        return df
+
+    def ranked(self, method: str, n: int, most: bool = True) -> list[int]:
+        """Indices of the ``n`` most (or least) anomalous test images by ``method``'s score."""
+        order = np.argsort(-self.runs[method].scores if most else self.runs[method].scores, kind="stable")
+        return order[:n].tolist()
+
+
+def evaluate(task: FewShotTask, methods: Sequence[str] = DEFAULT_METHODS, *, keep_detectors: bool = False,
+             progress: bool = True, source: str = "", **kwargs: Any) -> Evaluation:
+    """Fit every method on ``task.train`` and score ``task.test``.
+
+    Args:
+        methods: registry names (``coftad_lib.methods.METHODS``).
+        keep_detectors: keep each fitted detector in ``run.detector`` (heat maps, features).
+        kwargs: passed to :func:`method_kwargs` (image_size, steps, backbone, preset, seed, device).
+    """
+    from .methods.registry import display_name
+
+    if not methods:
+        raise COFTADInputError("evaluate: no methods given")
+    for m in methods:
+        display_name(m)  # unknown names fail before any fit
+    ev = Evaluation(task, source=source)
+    for method in tqdm(list(methods), desc="methods", disable=not progress):
+        det, resolved = build(method, method_kwargs(method, **kwargs))
+        t0 = time.perf_counter()
+        det.fit(task.train)
+        t1 = time.perf_counter()
+        scores = np.asarray(det.score_samples(task.test), dtype=np.float64)
+        t2 = time.perf_counter()
+        if not np.isfinite(scores).all():
+            raise COFTADInputError(f"{method}: {int((~np.isfinite(scores)).sum())} test scores are NaN or infinite")
+        ev.runs[method] = MethodRun(method, display_name(method), scores, resolved, round(t1 - t0, 2),
+                                    round(t2 - t1, 2), det if keep_detectors else None)
+    return ev
+
+
+# ------------------------------------------------------------------ figures and report
+
+def report_figures(ev: Evaluation, n_gallery: int = 8) -> dict[str, Figure]:
+    """The report's figures: roc, score_distributions, most_anomalous, least_anomalous."""
+    name = ev.task.name
+    curves = {run.display: (run.scores, ev.labels) for run in ev.runs.values()}
+    captions = [f"{'ANOM' if y else 'ok'} {k}" for y, k in zip(ev.labels, ev.task.test_kinds, strict=True)]
+
+    def gallery(most: bool) -> Figure:
+        rows = {}
+        for key, run in ev.runs.items():
+            idx = ev.ranked(key, n_gallery, most)
+            rows[run.display] = ([ev.task.test[i] for i in idx], [run.scores[i] for i in idx], [captions[i] for i in idx])
+        which = "most" if most else "least"
+        return user_figures.ranked_gallery(rows, title=f"{name}: the {which} anomalous test images per method "
+                                                         f"({which} first; caption: score, true label)")
+
+    return {
+        "roc": user_figures.roc_curves(curves, title=f"{name}: ROC"),
+        "score_distributions": plots.score_distributions(curves, title=f"{name}: anomaly scores"),
+        "most_anomalous": gallery(True),
+        "least_anomalous": gallery(False),
+    }
+
+
+def _markdown_table(df: pd.DataFrame, index: bool = True) -> str:
+    """A GitHub Markdown table; floats with one decimal."""
+    df = df.reset_index() if index else df
+    fmt = [lambda v: f"{v:.1f}" if isinstance(v, float) else str(v)] * len(df.columns)
+    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(f(v) for f, v in zip(fmt, row, strict=True)) + " |")
+    return "\n".join(lines)
+
+
+def report_markdown(ev: Evaluation, figures: Sequence[str]) -> str:
+    """Text of ``report.md``: data, AUROC table, settings, figures, and how far the numbers go."""
+    t = ev.task
+    counts = ev.counts()
+    skipped = t.info.get("skipped_unreadable", [])
+    settings = pd.DataFrame([{"method": r.display, "image size": r.kwargs.get("image_size", "default"),
+                              "steps": r.kwargs.get("steps", "default"), "backbone": r.kwargs.get("backbone", ""),
+                              "fit s": r.fit_seconds, "score s": r.score_seconds} for r in ev.runs.values()])
+    lines = [
+        f"# Evaluation on {t.name} (your own data; beyond the paper)", "",
+        f"Data: `{ev.source or t.name}`; {t.shots} normal training shots (seed {t.info.get('seed', 0)}); "
+        f"{counts['normal']} normal and {counts['all']} anomalous test images"
+        + (f"; {len(skipped)} unreadable images skipped" if skipped else "") + ".", "",
+        "## AUROC (%)", "",
+        "`all`: every test image; each other column: the normal test images against one defect kind "
+        f"(anomalies per kind: {', '.join(f'{k} {v}' for k, v in counts.items() if k not in ('normal', 'all'))}).", "",
+        _markdown_table(ev.auroc_table()), "",
+        "## Settings", "", _markdown_table(settings, index=False), "",
+        "## Figures", "",
+        *[f"![{f}]({f}.png)" for f in figures], "",
+        "## How far this goes", "",
+        f"- AUROC 50 is chance. With {t.shots} shots and {len(t.test_labels)} test images, one seed: a "
+        "difference of a few points between methods can come from the draw of the shots; rerun with "
+        "other `--seed` values before trusting it.",
+        "- `scores.csv` holds every score; scores of different methods live on different scales.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(ev: Evaluation, out_dir: str | os.PathLike, *, n_gallery: int = 8) -> dict[str, Path]:
+    """Write report.md, scores.csv and the figures (PNG) into ``out_dir``; return their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    figures = report_figures(ev, n_gallery)
+    for name, fig in figures.items():
+        paths[name] = out / f"{name}.png"
+        fig.savefig(paths[name], dpi=120)
+    paths["scores"] = out / "scores.csv"
+    ev.scores_frame().to_csv(paths["scores"], index=False)
+    paths["report"] = out / "report.md"
+    paths["report"].write_text(report_markdown(ev, list(figures)))
+    return paths
+
+
+__all__ = ["CPU_SIZE", "DEFAULT_METHODS", "Evaluation", "MethodRun", "build", "evaluate", "method_kwargs",
+           "report_figures", "report_markdown", "write_report"]
