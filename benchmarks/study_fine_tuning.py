@@ -26,14 +26,30 @@ from tqdm import tqdm
 
 from coftad_lib import study
 
+KEYS = ["family", "task", "shots", "seed", "config"]
+
 
 def write(rows: list[dict], out: Path, stem: str) -> pd.DataFrame:
-    """``<stem>.csv`` (one row per unit) and ``<stem>_loss.csv`` (loss per step); returns the first."""
+    """Merge into ``<stem>.csv`` (one row per unit) and ``<stem>_loss.csv`` (loss per step).
+
+    Rows of earlier runs (other configurations or seeds) are kept; a unit run again replaces its
+    row. Returns the merged unit table.
+    """
     out.mkdir(parents=True, exist_ok=True)
+    if not rows:
+        path = out / f"{stem}.csv"
+        return pd.read_csv(path) if path.exists() else pd.DataFrame(columns=KEYS)
     table, curves = study.split_history(rows)
-    table.to_csv(out / f"{stem}.csv", index=False)
-    curves.to_csv(out / f"{stem}_loss.csv", index=False)
-    return table
+    merged = []
+    for new, path in ((table, out / f"{stem}.csv"), (curves, out / f"{stem}_loss.csv")):
+        if path.exists():
+            old = pd.read_csv(path)
+            done = set(map(tuple, new[KEYS].astype(str).values))
+            old = old[[tuple(r) not in done for r in old[KEYS].astype(str).values]]
+            new = pd.concat([old, new], ignore_index=True)
+        new.to_csv(path, index=False)
+        merged.append(new)
+    return merged[0]
 
 
 def plan_units(args: argparse.Namespace, fam: study.Protocol) -> list[tuple]:
@@ -50,6 +66,8 @@ def plan_units(args: argparse.Namespace, fam: study.Protocol) -> list[tuple]:
         tasks, shots = fam.tasks, fam.shots
         names = args.configs.split(",") if args.configs else best_from_screen(args.out, args.screen_family or fam.family)
         configs = [(n, study.config_of(n)) for n in ["pretrained", *[n for n in names if n != "pretrained"]]]
+    if args.stage == "screen":  # configuration-major: a cut screen has its first rows on every task
+        return [(t, k, s, n, c) for n, c in configs for s in seeds for t in tasks for k in shots]
     return [(t, k, s, n, c) for s in seeds for t in tasks for k in shots for n, c in configs]
 
 
@@ -91,8 +109,8 @@ def main() -> None:
         r = rows[-1]
         tqdm.write(f"{name:<16} {task:<18} k={shots:<2} seed={seed} auroc={r['auroc']:6.2f} "
                    f"drift={r['drift_normal']:.3f} fit={r['fit_seconds']:.0f}s")
-        write(rows, args.out, stem)
-    df = write(rows, args.out, stem)
+        write(rows[-1:], args.out, stem)
+    df = write([], args.out, stem)
     if args.stage == "screen":
         summary = study.screen_summary(df)
         (args.out / f"{stem}.md").write_text(summary.to_markdown(index=False, floatfmt=".2f") + "\n")

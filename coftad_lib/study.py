@@ -209,7 +209,7 @@ def run_unit(fam: Protocol, task: str, shots: int, seed: int, name: str, config:
 
     cell = unit_cell(fam, task, shots, seed, config, device)
     rec = cached("study", {"cell": cell.work(), "schema": 1}, lambda: _fit_and_measure(cell, data_root), cache_dir)
-    row = {"family": fam.family, "task": task, "shots": shots, "seed": seed, "config": name,
+    row = {"family": fam.family, "dataset": fam.dataset, "task": task, "shots": shots, "seed": seed, "config": name,
            "start": baseline_name(baseline_of(config)), "image_size": fam.image_size,
            "max_test_per_class": fam.max_test_per_class, "overrides": repr(dict(sorted(config.items())))}
     row.update({k: v for k, v in rec.items() if k not in ("versions", "history")})
@@ -241,6 +241,10 @@ def gains(rows: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+VERDICT_COLUMNS = ["family", "config", "seeds", "auroc_mean", "auroc_std", "reference_mean", "reference_std",
+                   "diff", "spread", "exceeds"]
+
+
 def verdict(rows: pd.DataFrame, configs: Sequence[str], reference: str = "pretrained") -> pd.DataFrame:
     """Per family and configuration: family mean per seed, then mean +- std over seeds, against ``reference``.
 
@@ -264,9 +268,10 @@ def verdict(rows: pd.DataFrame, configs: Sequence[str], reference: str = "pretra
             diff = float((a - r).mean())
             out.append({"family": fam, "config": name, "seeds": len(a), "auroc_mean": float(a.mean()),
                         "auroc_std": float(a.std(ddof=1)) if len(a) > 1 else math.nan,
-                        "reference_mean": float(r.mean()), "diff": diff, "spread": sd,
+                        "reference_mean": float(r.mean()),
+                        "reference_std": float(r.std(ddof=1)) if len(r) > 1 else math.nan, "diff": diff, "spread": sd,
                         "exceeds": bool(abs(diff) > sd) if not math.isnan(sd) else False})
-    return pd.DataFrame(out)
+    return pd.DataFrame(out, columns=VERDICT_COLUMNS)
 
 
 def default_rule(table: pd.DataFrame, families: Sequence[str] = tuple(FAMILIES)) -> list[str]:
@@ -342,3 +347,21 @@ def live_demo(data_root, cache_dir, device: str = "cpu") -> pd.DataFrame:
     table, _ = split_history(rows)
     table["status"] = "ok"
     return gains(table)
+
+
+def drift_table(confirm: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration: mean AUROC, gain over pretrained, test-feature drift, first/last loss, fit time."""
+    g = gains(confirm)
+    return g.groupby("config", sort=False)[["auroc", "gain", "drift_normal", "drift_anomalous", "loss_first",
+                                            "loss_last", "fit_seconds"]].mean().reset_index()
+
+
+def verdict_display(table: pd.DataFrame) -> pd.DataFrame:
+    """The verdict table with ``mean +- std`` strings, for notebooks and Markdown."""
+    def pm(m, s):
+        return f"{m:.2f} +- {s:.2f}" if not math.isnan(s) else f"{m:.2f}"
+    return pd.DataFrame({"family": table["family"], "configuration": table["config"], "seeds": table["seeds"],
+                         "COFT-AD AUROC": [pm(m, s) for m, s in zip(table["auroc_mean"], table["auroc_std"], strict=True)],
+                         "pretrained AUROC": [pm(m, s) for m, s in zip(table["reference_mean"], table["reference_std"], strict=True)],
+                         "difference": table["diff"].round(2),
+                         "spread": table["spread"].round(2), "exceeds spread": table["exceeds"]})
