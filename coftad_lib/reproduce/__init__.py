@@ -18,7 +18,16 @@ import os
 from pathlib import Path
 
 from .cache import atomic_write_json, cached, digest
-from .cells import Cell, data_roots, dataset_root, load_cell_task, load_features, make_cell, run_cell, run_cells
+from .cells import (
+    Cell,
+    data_roots,
+    dataset_root,
+    load_cell_task,
+    load_features,
+    make_cell,
+    run_cell,
+    run_cells,
+)
 from .profiles import PROFILES, detector_kwargs, get_profile, table_limits
 from .status import read_status, record_status
 

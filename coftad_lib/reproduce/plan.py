@@ -1,0 +1,252 @@
+"""``--plan``: what a run would compute and for how long, without running anything.
+
+For each notebook of the series: the cells (fits) it needs, how many are already cached, how many
+an earlier notebook of the same run computes first (shared work), and the expected seconds of the
+rest; then the total. Seconds per cell = fit + scoring, from a timings table:
+
+- a benchmark file (``--plan-timings FILE``), JSON::
+
+      {"device": "1x H200", "source": "benchmarks/results/bench_h200.txt",
+       "fits": [{"family": "coftad", "backbone": "resnet18", "image_size": 224, "steps": 100,
+                 "batch_size": 64, "seconds": 6.3, "images_per_second": 7900}, ...]}
+
+  or CSV with the columns of one ``fits`` entry. ``family`` is a :data:`FAMILIES` value or
+  ``"default"`` (used for families without a row); ``images_per_second`` is the scoring speed.
+- else a short calibration on this machine (:func:`calibrate`): one small fit (32 px, 2 steps,
+  batch 8) and one scoring of 16 images per method family, with the profile's backbone.
+
+A row is scaled to a cell linearly in steps x batch size (trained families) and in pixels
+(image_size squared); scoring by the test set size of the dataset's protocol (:data:`TEST_SIZES`).
+These are estimates: the measured seconds of a run are in ``runs/summary.md``.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import os
+import re
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import COFTADInputError
+from .cache import cached
+from .cells import Cell, cell_path
+from .profiles import get_profile, table_limits
+
+#: registry method -> cost family (methods of one family cost about the same per step)
+FAMILIES: dict[str, str] = {
+    "coftad": "coftad", "coftad_np": "coftad", "pretrained": "features", "random": "features",
+    "ae": "ae", "vae": "ae", "deepsvdd": "deepsvdd", "cutpaste": "cutpaste", "rotnet": "rotnet",
+    "csi": "csi", "cflow": "cflow", "patchcore": "patchcore",
+}
+#: families whose fit does not train (a pass over the shots), so steps do not scale it
+UNTRAINED: frozenset[str] = frozenset({"features", "patchcore"})
+#: test images per task of each dataset's full protocol (Sec. IV-A); MVTec, AITEX and Magnetic
+#: Tile vary per category, the value is their mean; used when a table does not cap its test set
+TEST_SIZES: dict[str, int] = {"flowers17": 80, "cifar10c": 10_000, "cifar100c": 5_000, "mvtec": 115,
+                              "semicon": 610, "aitex": 300, "magnetic_tile": 400, "folder": 100}
+_NB_TABLE = re.compile(r"^\d\d_table_([IVX]+)_")
+_NB_FIG = re.compile(r"^\d\d_(fig\d)_")
+
+
+def notebook_cells(nb_path: Path, profile: str | Mapping[str, Any], seeds: Sequence[int]) -> list[Cell] | None:
+    """The cells notebook ``nb_path`` asks for (one per fit), built as the notebook builds them; None
+    for notebooks without cells (tour, data preparation). Reads METHODS / EXTRACTORS from its parameters."""
+    from . import table_runs as tr
+    from .figure_runs import figure_cells
+    from .notebook_params import parameters_source
+
+    name = nb_path.name
+    fig = _NB_FIG.match(name)
+    if fig:
+        return figure_cells(fig.group(1), profile, int(seeds[0]))
+    m = _NB_TABLE.match(name)
+    if not m:
+        return None
+    table = m.group(1)
+    params = {}
+    for node in ast.parse(parameters_source(nb_path)).body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            try:
+                params[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                pass
+    methods = params.get("METHODS") or params.get("EXTRACTORS") or []
+    dataset = {"I": "flowers17", "II": "cifar10c", "III": "cifar100c", "IV": "mvtec", "VIII": "flowers17",
+               "IX": "semicon", "X": "flowers17"}.get(table)
+    if table == "VI":
+        return tr.ablation_cells(profile, seeds)
+    if table in ("VIII", "X"):
+        return tr._one_setting_cells(table, dataset, methods, profile, seeds, None, None)
+    return tr.table_cells(table, dataset, methods, profile, seeds)
+
+
+def is_cached(cell: Cell, table: str, cache_dir: Path, profile: str | Mapping[str, Any]) -> bool:
+    """Whether the work of ``cell`` in its notebook is cached (Tables VIII and X cache their scorings)."""
+    prof = get_profile(profile)
+    key = cell.key(prof["name"])
+    if table == "VIII":
+        parts = {"cell": key, "variants": list(table_limits(prof, "VIII")["scorers"]), "extra": None}
+        return cached("scorers", parts, lambda: None, cache_dir, compute=False) is not None
+    if table == "X":
+        values = [int(v) for v in table_limits(prof, "X")["n_aug"]]
+        parts = {"cell": key, "variants": [f"N_A={v}" for v in values], "extra": {"n_aug": values}}
+        return cached("n_aug_sweep", parts, lambda: None, cache_dir, compute=False) is not None
+    return cell_path(cache_dir, key).exists()
+
+
+def load_timings(path: str | os.PathLike) -> dict[str, Any]:
+    """A benchmark file (JSON or CSV, see the module docstring) as ``{"device", "source", "fits": [...]}``."""
+    p = Path(path)
+    if not p.is_file():
+        raise COFTADInputError(f"--plan-timings {p}: no such file")
+    if p.suffix.lower() == ".csv":
+        with p.open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        data: dict[str, Any] = {"device": "", "source": str(p), "fits": rows}
+    else:
+        try:
+            data = json.loads(p.read_text())
+        except json.JSONDecodeError as exc:
+            raise COFTADInputError(f"--plan-timings {p}: not valid JSON ({exc})") from exc
+    fits = data.get("fits")
+    need = {"family", "backbone", "image_size", "steps", "batch_size", "seconds", "images_per_second"}
+    if not isinstance(fits, list) or not fits:
+        raise COFTADInputError(f"--plan-timings {p}: expected a non-empty list 'fits'")
+    for i, row in enumerate(fits):
+        lack = need - set(row)
+        if lack:
+            raise COFTADInputError(f"--plan-timings {p}: fits[{i}] lacks {sorted(lack)}")
+        for k in need - {"family", "backbone"}:
+            row[k] = float(row[k])
+    return data
+
+
+def calibrate(families: Sequence[str], profile: str | Mapping[str, Any]) -> dict[str, Any]:
+    """One small fit (32 px, 2 steps, batch 8, 5 shots) and one scoring of 16 images per family, here."""
+    from ..methods import make_detector
+
+    prof = get_profile(profile)
+    rng = np.random.default_rng(0)
+    shots, test = rng.integers(0, 256, (5, 32, 32, 3), np.uint8), rng.integers(0, 256, (16, 32, 32, 3), np.uint8)
+    rows = []
+    for fam in families:
+        method = next(m for m, f in FAMILIES.items() if f == fam)
+        kw = {"backbone": prof["backbone"], "image_size": 32, "steps": 2, "batch_size": 8, "device": prof["device"],
+              "progress": False}
+        try:
+            det = make_detector(method, seed=0, **kw)
+        except Exception:  # e.g. ResNet weights absent here: time the offline backbone instead
+            kw["backbone"] = "efficientnet_lite0"
+            det = make_detector(method, seed=0, **kw)
+        t0 = time.perf_counter()
+        det.fit(list(shots))
+        fit_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        det.score_samples(list(test))
+        rows.append({"family": fam, "backbone": kw["backbone"], "image_size": 32.0, "steps": 2.0, "batch_size": 8.0,
+                     "seconds": fit_s, "images_per_second": len(test) / max(time.perf_counter() - t0, 1e-6)})
+    return {"device": "this machine (calibrated)", "source": "calibration: one 32 px fit per family", "fits": rows}
+
+
+def cell_seconds(cell: Cell, timings: Mapping[str, Any]) -> float:
+    """Expected seconds of one cell: the timing row of its family (and backbone) scaled to the cell."""
+    fam = FAMILIES.get(cell.method, "default")
+    kw = cell.method_kwargs
+    rows = [r for r in timings["fits"] if r["family"] == fam] or [r for r in timings["fits"] if r["family"] == "default"]
+    if not rows:
+        return float("nan")
+    row = next((r for r in rows if r["backbone"] == kw.get("backbone")), rows[0])
+    pixels = (float(kw.get("image_size", row["image_size"])) / row["image_size"]) ** 2
+    work = 1.0 if fam in UNTRAINED else (float(kw.get("steps", row["steps"])) / row["steps"]
+                                         * float(kw.get("batch_size", row["batch_size"])) / row["batch_size"])
+    cap = cell.task_args.get("max_test_per_class")
+    n_test = TEST_SIZES.get(cell.dataset, 500) if cap is None else min(2 * int(cap), TEST_SIZES.get(cell.dataset, 500))
+    return row["seconds"] * work * pixels + n_test * pixels / row["images_per_second"]
+
+
+def plan(profile: str | Mapping[str, Any], notebooks: Sequence[Path], seeds: Sequence[int],
+         cache_dir: Path, timings: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One row per notebook: cells, cached, shared (computed by an earlier notebook), to_run, seconds."""
+    prof = get_profile(profile)
+    per_nb = {nb: notebook_cells(nb, prof, seeds) for nb in notebooks}
+    if timings is None:
+        fams = sorted({FAMILIES.get(c.method, "default") for cs in per_nb.values() if cs for c in cs} - {"default"})
+        timings = calibrate(fams, prof)
+    seen: set[str] = set()
+    rows = []
+    for nb, cells in per_nb.items():
+        if cells is None:
+            rows.append({"notebook": nb.stem, "cells": 0, "cached": 0, "shared": 0, "to_run": 0, "seconds": 0.0,
+                         "note": "no cells planned (not a table or figure notebook)"})
+            continue
+        m = _NB_TABLE.match(nb.name)
+        table = m.group(1) if m else ""
+        cached_n = shared = 0
+        secs = 0.0
+        for cell in cells:
+            key = cell.key(prof["name"])
+            if is_cached(cell, table, cache_dir, prof):
+                cached_n += 1
+            elif key in seen and table not in ("VIII", "X"):
+                shared += 1
+            else:
+                secs += cell_seconds(cell, timings)
+            seen.add(key)
+        rows.append({"notebook": nb.stem, "cells": len(cells), "cached": cached_n, "shared": shared,
+                     "to_run": len(cells) - cached_n - shared, "seconds": secs, "note": ""})
+    return rows
+
+
+def _hms(seconds: float) -> str:
+    if seconds != seconds:  # NaN: no timing row for a family
+        return "?"
+    h, rem = divmod(int(round(seconds)), 3600)
+    return f"{h}:{rem // 60:02d}:{rem % 60:02d}"
+
+
+def format_plan(rows: Sequence[Mapping[str, Any]], timings: Mapping[str, Any], profile: str) -> str:
+    """The plan as a Markdown table with the total and where the timings come from."""
+    lines = [f"Plan for profile {profile}; timings: {timings.get('device', '')} ({timings.get('source', '')})", "",
+             "| notebook | cells | cached | shared with an earlier notebook | to run | expected h:mm:ss |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['notebook']} | {r['cells']} | {r['cached']} | {r['shared']} | {r['to_run']} "
+                     f"| {_hms(r['seconds'])} |" + (f" {r['note']}" if r["note"] else ""))
+    total = sum(r["seconds"] for r in rows)
+    lines.append(f"| **total** | {sum(r['cells'] for r in rows)} | {sum(r['cached'] for r in rows)} "
+                 f"| {sum(r['shared'] for r in rows)} | {sum(r['to_run'] for r in rows)} | **{_hms(total)}** |")
+    return "\n".join(lines)
+
+
+def print_plan(profile: str, *, only: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
+               data_root: Any = None, prep_dir: Any = None, out_dir: str | os.PathLike = "results",
+               params: Mapping[str, Any] | None = None, notebooks_dir: str | os.PathLike = "notebooks",
+               timings: str | os.PathLike | None = None) -> int:
+    """CLI ``--plan``: print :func:`format_plan` for the selected notebooks; returns exit code 0.
+
+    ``data_root``, ``prep_dir`` and ``params`` are accepted for symmetry with a run; a plan reads
+    only the cache (``<out_dir>/cache``) and the notebooks' parameter cells.
+    """
+    from . import cache_dir
+    from .runner import discover, select
+
+    prof = get_profile(profile)
+    seed_list = [int(s) for s in (seeds if seeds is not None else prof["seeds"])]
+    notebooks = select(discover(notebooks_dir), only)
+    if timings:
+        table = load_timings(timings)
+    else:
+        cells = [c for nb in notebooks for c in (notebook_cells(nb, prof, seed_list) or [])]
+        print(f"[plan] calibrating {len({FAMILIES.get(c.method) for c in cells} - {None})} method families ...",
+              flush=True)
+        table = calibrate(sorted({FAMILIES[c.method] for c in cells if c.method in FAMILIES}), prof)
+    rows = plan(prof, notebooks, seed_list, cache_dir(out_dir), table)
+    print(format_plan(rows, table, prof["name"]))
+    return 0

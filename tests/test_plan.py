@@ -1,0 +1,81 @@
+"""``--plan``: cells per notebook, cached and shared counts, time estimates from a timings file or a calibration."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from coftad_lib.errors import COFTADInputError
+from coftad_lib.reproduce import __main__ as cli
+from coftad_lib.reproduce import atomic_write_json, make_cell
+from coftad_lib.reproduce import plan as plan_mod
+from coftad_lib.reproduce.cells import cell_path
+
+REPO = Path(__file__).resolve().parents[1]
+NB = REPO / "notebooks"
+ROW = {"family": "coftad", "backbone": "efficientnet_lite0", "image_size": 64, "steps": 10, "batch_size": 16,
+       "seconds": 2.0, "images_per_second": 100.0}
+TIMINGS = {"device": "test", "source": "test", "fits": [ROW, {**ROW, "family": "default", "seconds": 1.0}]}
+
+
+def _nb(prefix: str) -> Path:
+    return next(NB.glob(f"{prefix}_*.ipynb"))
+
+
+def test_load_timings_json_csv_and_bad_files(tmp_path):
+    js = tmp_path / "t.json"
+    js.write_text(json.dumps(TIMINGS))
+    assert plan_mod.load_timings(js)["fits"][0]["seconds"] == 2.0
+    csv = tmp_path / "t.csv"
+    csv.write_text(",".join(ROW) + "\n" + ",".join(str(v) for v in ROW.values()) + "\n")
+    assert plan_mod.load_timings(csv)["fits"][0]["image_size"] == 64.0
+    with pytest.raises(COFTADInputError, match="no such file"):
+        plan_mod.load_timings(tmp_path / "absent.json")
+    js.write_text(json.dumps({"fits": [{"family": "coftad"}]}))
+    with pytest.raises(COFTADInputError, match="lacks"):
+        plan_mod.load_timings(js)
+
+
+def test_cell_seconds_scale_with_steps_pixels_and_test_size():
+    cell = make_cell("I", "flowers17", "Daffodil/Tulip", 5, "coftad", 0, "smoke")  # 64 px, 15 steps, batch 16
+    n_test = 2 * cell.task_args["max_test_per_class"]
+    assert plan_mod.cell_seconds(cell, TIMINGS) == pytest.approx(2.0 * 15 / 10 + n_test / 100.0)
+    big = replace(cell, method_kwargs={**cell.method_kwargs, "image_size": 128, "steps": 30})
+    assert plan_mod.cell_seconds(big, TIMINGS) == pytest.approx(2.0 * 3 * 4 + n_test * 4 / 100.0)
+    other = make_cell("I", "flowers17", "Daffodil/Tulip", 5, "ae", 0, "smoke")  # no ae row: the default row
+    assert plan_mod.cell_seconds(other, TIMINGS) == pytest.approx(1.0 * 1.5 + n_test / 100.0)
+    assert math.isnan(plan_mod.cell_seconds(other, {"fits": [ROW]}))
+
+
+def test_plan_counts_cached_and_shared_cells(tmp_path):
+    notebooks = [_nb("05"), _nb("09"), _nb("16"), _nb("01")]
+    cells_05 = plan_mod.notebook_cells(notebooks[0], "smoke", [0])
+    atomic_write_json(cell_path(tmp_path, cells_05[0].key("smoke")), {"status": "ok"})
+    rows = {r["notebook"][:2]: r for r in plan_mod.plan("smoke", notebooks, [0], tmp_path, TIMINGS)}
+    assert rows["05"]["cells"] == len(cells_05) and rows["05"]["cached"] == 1
+    assert rows["05"]["to_run"] == len(cells_05) - 1 and rows["05"]["seconds"] > 0
+    # Table VI's COFT-AD rows are Table II's cells; Fig. 7's four models are Table VI's rows
+    assert rows["09"]["shared"] >= 2 and rows["16"]["shared"] == rows["16"]["cells"] == 4
+    assert rows["16"]["to_run"] == 0 and rows["16"]["seconds"] == 0
+    assert rows["01"]["cells"] == 0 and rows["01"]["note"]
+
+
+def test_cli_plan_runs_nothing_and_prints_a_total(tmp_path, capsys):
+    timings = tmp_path / "t.json"
+    timings.write_text(json.dumps(TIMINGS))
+    out = tmp_path / "out"
+    code = cli.main(["--profile", "smoke", "--plan", "--plan-timings", str(timings), "--only", "04,13",
+                     "--out", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0 and "| **total** |" in text and "04_table_I_flowers17" in text and "13_table_X" in text
+    assert not out.exists()  # nothing ran, nothing was written
+
+
+def test_calibration_times_one_small_fit_per_family():
+    table = plan_mod.calibrate(["features"], "smoke")
+    (row,) = table["fits"]
+    assert row["family"] == "features" and row["seconds"] > 0 and row["images_per_second"] > 0
