@@ -5,7 +5,7 @@ Examples:
     python -m coftad_lib.reproduce --profile paper --only 01,04 --seeds 0,1,2 --strict
     python -m coftad_lib.reproduce --profile smoke --param STEPS=5 --data-root ../shared/data
     python -m coftad_lib.reproduce --profile paper --executor ray --address auto --gpus-per-cell 0.25
-    python -m coftad_lib.reproduce --profile paper --plan --plan-timings benchmarks/results/plan_h200.json
+    python -m coftad_lib.reproduce --profile paper --plan --plan-timings coftad_lib/reproduce/timings_h200.json
 """
 
 from __future__ import annotations
