@@ -10,7 +10,7 @@ REPRODUCE_ARGS ?=
 PYPROJECT_HASH := $(shell $(PYTHON3) -c "import hashlib,pathlib;print(hashlib.sha256(pathlib.Path('pyproject.toml').read_bytes()).hexdigest()[:16])")
 STAMP := $(VENV)/.installed-$(PYPROJECT_HASH)
 
-.PHONY: test reproduce venv clean-results
+.PHONY: test reproduce venv clean-results paper-dry plan
 
 venv: $(STAMP)
 
@@ -26,6 +26,18 @@ test: $(STAMP)
 
 reproduce: $(STAMP)
 	$(PY) -m coftad_lib.reproduce --profile $(PROFILE) $(REPRODUCE_ARGS)
+
+# The paper protocol at full size (every task, full test sets) with compute shrunk to 2 CPU cores
+# (32 px, 1 step, seed 0, Lite0): proves the series runs end to end; its numbers mean nothing.
+# Outputs stay out of results/ (see README, "The paper protocol on a CPU").
+PAPER_DRY_OUT ?= .cache/paper-dry
+paper-dry: $(STAMP)
+	$(PY) -m coftad_lib.reproduce --profile paper-dry --out $(PAPER_DRY_OUT)/results \
+		--prep-dir $(PAPER_DRY_OUT)/prepared_data $(REPRODUCE_ARGS)
+
+# What `make reproduce` would run and for how long (runs nothing)
+plan: $(STAMP)
+	$(PY) -m coftad_lib.reproduce --profile $(PROFILE) --plan $(REPRODUCE_ARGS)
 
 clean-results:
 	rm -rf results/executed results/status results/runs results/tables results/figures results/REPORT.md

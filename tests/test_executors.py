@@ -1,0 +1,170 @@
+"""Executors of coftad_lib.reproduce: a local Ray (2 CPUs) gives the local executor's records, reports a
+raising cell and a worker that dies (retried once) while the other cells finish.
+
+Real detectors (Lite0 at 32 px, 1 step) on a generated folder dataset; one Ray start for the module.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from coftad_lib.datasets.synthetic import make_texture_arrays
+from coftad_lib.errors import COFTADInputError
+from coftad_lib.reproduce import cells as cells_mod
+from coftad_lib.reproduce import executors, get_profile, make_cell, run_cells
+from coftad_lib.reproduce.executors import LocalExecutor, RayExecutor, get_executor
+
+ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.timeout(600)
+
+TESTS = Path(__file__).resolve().parent
+#: volatile record fields: wall-clock timings and whether the cache answered
+VOLATILE = ("fit_seconds", "score_seconds", "cached")
+
+
+class DyingDetector:
+    """Test-only detector: leaves a marker per attempt, then kills its process mid-fit."""
+
+    def __init__(self, seed: int = 0, marker_dir: str = "", **_):
+        self.marker_dir = Path(marker_dir)
+
+    def fit(self, images):
+        n = len(list(self.marker_dir.glob("attempt-*")))
+        (self.marker_dir / f"attempt-{n}-{os.getpid()}").touch()
+        os._exit(1)
+
+
+def install_test_detectors() -> None:
+    """Ray worker setup hook: method ``"die"`` builds a :class:`DyingDetector`, the rest the registry's."""
+    real = cells_mod._make_detector
+
+    def make(method, **kwargs):
+        return DyingDetector(**kwargs) if method == "die" else real(method, **kwargs)
+
+    cells_mod._make_detector = make
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])),
+           "OMP_NUM_THREADS": "1"}
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=80 * 1024 * 1024, log_to_driver=False,
+             runtime_env={"env_vars": env, "worker_process_setup_hook": install_test_detectors})
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def folder_data(tmp_path_factory):
+    """A folder dataset (train/, test/good/, test/defect/) of 32 px stripe textures."""
+    root = tmp_path_factory.mktemp("textures")
+    train, test, labels = make_texture_arrays(n_train=4, n_normal=8, n_anom=8, size=32)
+    for i, img in enumerate(train):
+        (root / "train").mkdir(exist_ok=True)
+        Image.fromarray(img).save(root / "train" / f"{i:02d}.png")
+    for i, (img, y) in enumerate(zip(test, labels, strict=True)):
+        sub = root / "test" / ("defect" if y else "good")
+        sub.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(sub / f"{i:02d}.png")
+    return root
+
+
+def _profile():
+    prof = get_profile("smoke")
+    prof.update(name="exec-test", image_size=32, steps=1, batch_size=4, device="cpu")
+    return prof
+
+
+def _table(prof, seeds=(0, 1)):
+    """A small table: pretrained features and COFT-AD (1 step) x 2 seeds on the folder task."""
+    return [make_cell("T", "folder", "textures", 4, m, s, prof) for m in ("pretrained", "coftad") for s in seeds]
+
+
+def _stable(records):
+    return [{k: v for k, v in r.items() if k not in VOLATILE} for r in records]
+
+
+def test_ray_gives_the_local_executors_records(local_ray, folder_data, tmp_path):
+    import torch
+
+    prof = _profile()
+    cells = _table(prof)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each Ray worker (num_cpus=1): same float summation order
+    try:
+        local = LocalExecutor().run(cells, folder_data, tmp_path / "local", prof, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    remote = RayExecutor().run(cells, folder_data, tmp_path / "ray", prof, progress=False)
+    assert [r["status"] for r in remote] == ["ok"] * 4
+    assert _stable(remote) == _stable(local)
+    # the driver wrote every record into the cache; a rerun reads them back without computing
+    assert len(list((tmp_path / "ray" / "cells").glob("*.json"))) == 4
+    again = get_executor("ray").run(cells, folder_data, tmp_path / "ray", prof, progress=False)
+    assert all(r["cached"] for r in again) and _stable(again) == _stable(remote)
+    df = run_cells(cells, folder_data, tmp_path / "ray", prof, progress=False, executor="ray")
+    assert list(df["auroc"]) == [r["auroc"] for r in local]
+
+
+def test_a_raising_cell_is_reported_while_the_others_finish(local_ray, folder_data, tmp_path):
+    prof = _profile()
+    good = _table(prof, seeds=(0,))
+    bad = make_cell("T", "folder", "textures", 4, "coftad", 0, prof, no_such_argument=1)
+    records = RayExecutor().run([good[0], bad, good[1]], folder_data, tmp_path, prof, progress=False)
+    assert [r["status"] for r in records] == ["ok", "failed", "ok"]
+    assert "COFTADInputError" in records[1]["message"] and "no_such_argument" in records[1]["message"]
+    assert records[1]["auroc"] is None and "COFTADInputError" in records[1]["traceback"]
+    assert len(list((tmp_path / "cells").glob("*.json"))) == 2  # a failed cell is not cached
+    with pytest.raises(COFTADInputError, match="no_such_argument"):
+        RayExecutor().run([bad], folder_data, tmp_path, prof, progress=False, strict=True)
+
+
+def test_a_dying_worker_is_retried_once_then_reported(local_ray, folder_data, tmp_path):
+    prof = _profile()
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    dying = make_cell("T", "folder", "textures", 4, "die", 0, prof, marker_dir=str(marks))
+    good = _table(prof, seeds=(0,))[0]
+    records = RayExecutor(max_retries=1).run([dying, good], folder_data, tmp_path / "c", prof, progress=False)
+    assert [r["status"] for r in records] == ["failed", "ok"]
+    assert "worker died" in records[0]["message"] and "1 retry" in records[0]["message"]
+    assert len(list(marks.glob("attempt-*"))) == 2  # the first try and one retry
+
+
+def test_local_executor_reports_a_raising_cell_too(folder_data, tmp_path):
+    prof = _profile()
+    bad = make_cell("T", "folder", "textures", 4, "coftad", 0, prof, no_such_argument=1)
+    (rec,) = LocalExecutor().run([bad], folder_data, tmp_path, prof, progress=False)
+    assert rec["status"] == "failed" and "no_such_argument" in rec["message"]
+
+
+def test_bad_executor_names_and_missing_ray(monkeypatch):
+    with pytest.raises(COFTADInputError, match="local, ray"):
+        get_executor("dask")
+    with pytest.raises(COFTADInputError, match="gpus"):
+        RayExecutor(gpus_per_cell=-1)
+
+    def no_ray():
+        raise COFTADInputError(f"needs Ray; run `{executors.RAY_INSTALL}`")
+
+    monkeypatch.setattr(executors, "require_ray", no_ray)
+    with pytest.raises(COFTADInputError, match="pip install"):
+        executors.check_executor("ray")
+    executors.check_executor("local")  # needs nothing
+
+
+def test_same_key_in_two_tables_runs_once(folder_data, tmp_path, monkeypatch):
+    prof = _profile()
+    a = make_cell("I", "folder", "textures", 4, "pretrained", 0, prof)
+    b = make_cell("fig5", "folder", "textures", 4, "pretrained", 0, prof, label="fig5-row")
+    calls = []
+    real = executors.compute_outcome
+    monkeypatch.setattr(executors, "compute_outcome", lambda *a: calls.append(a) or real(*a))
+    ra, rb = LocalExecutor().run([a, b], folder_data, tmp_path, prof, progress=False)
+    assert len(calls) == 1 and ra["auroc"] == rb["auroc"] and (ra["table"], rb["table"]) == ("I", "fig5")
+    assert rb["label"] == "fig5-row" and np.isfinite(ra["auroc"])
