@@ -1,0 +1,166 @@
+"""``python -m coftad_lib``: fit, score and evaluate end to end on a generated folder; exit codes; bad input."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from coftad_lib.cli import EXIT_BAD_INPUT, EXIT_MISSING, EXIT_OK, main
+from coftad_lib.datasets.synthetic import make_texture_arrays
+
+FAST = ["--image-size", "32", "--steps", "1", "--quiet", "--device", "cpu"]
+
+
+def _save(arr, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """train/ (5 normal), test/good/ (4), test/red_square/ (4): stripe textures, 40 px."""
+    root = tmp_path_factory.mktemp("cli") / "parts"
+    train, test, labels = make_texture_arrays(5, 4, 4, size=40)
+    for i, a in enumerate(train):
+        _save(a, root / "train" / f"n{i}.png")
+    for i, (a, y) in enumerate(zip(test, labels, strict=True)):
+        _save(a, root / "test" / ("red_square" if y else "good") / f"t{i}.png")
+    (root / "train" / "._n0.png").write_bytes(b"macOS resource fork, not an image")  # hidden: ignored
+    return root
+
+
+@pytest.fixture(scope="module")
+def model(data, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("model") / "pc"
+    assert main(["fit", str(data / "train"), "--out", str(out), "--method", "patchcore", *FAST]) == EXIT_OK
+    return out
+
+
+def _run(args, capsys) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_fit_saves_model_and_threshold(model):
+    assert (model / "config.json").is_file() and (model / "weights.safetensors").is_file()
+    from coftad_lib.persistence import read_config
+
+    meta = read_config(model)
+    assert meta["method"] == "patchcore" and meta["threshold"] is not None
+    assert meta["threshold_info"]["fpr"] == 0.05 and len(meta["extra"]["train_images"]) == 5
+
+
+def test_score_ranks_flags_and_writes_csv_and_maps(model, data, tmp_path, capsys):
+    code, out, _ = _run(["score", model, data / "test", "--csv", tmp_path / "s.csv", "--maps", tmp_path / "maps",
+                         "--top", "0", "--quiet", "--device", "cpu"], capsys)
+    assert code == EXIT_OK
+    rows = list(csv.DictReader(open(tmp_path / "s.csv")))
+    assert len(rows) == 8 and {"path", "score", "flag"} <= set(rows[0])
+    thr = float(rows[0]["threshold"])
+    assert all(int(r["flag"]) == (float(r["score"]) > thr) for r in rows)
+    shown = [float(line.split()[1]) for line in out.splitlines()[1:9]]
+    assert shown == sorted(shown, reverse=True) and len(shown) == 8  # most anomalous first
+    assert len(list((tmp_path / "maps").glob("*_map.png"))) == 8
+
+
+def test_evaluate_folder_writes_report(data, tmp_path, capsys):
+    code, out, _ = _run(["evaluate", data, "--out", tmp_path / "rep", "--methods", "pretrained,patchcore", *FAST], capsys)
+    assert code == EXIT_OK, out
+    rep = tmp_path / "rep"
+    for name in ("report.md", "scores.csv", "roc.png", "score_distributions.png", "most_anomalous.png",
+                 "least_anomalous.png"):
+        assert (rep / name).is_file(), name
+    text = (rep / "report.md").read_text()
+    assert "| method | all | red_square |" in text
+    assert "| PatchCore |" in text and "| ImageNet Pretrained |" in text
+    rows = list(csv.DictReader(open(rep / "scores.csv")))
+    assert len(rows) == 8 and {"pretrained", "patchcore", "label", "kind"} <= set(rows[0])
+
+
+def test_evaluate_csv_relative_to_csv(data, tmp_path, capsys):
+    lines = ["path,label,kind"] + [f"{p.relative_to(data)},{int(p.parent.name != 'good')},{p.parent.name}"
+                                   for p in sorted((data / "test").rglob("*.png"))]
+    lines += [f"{p.relative_to(data)},0,good" for p in sorted((data / "train").glob("n*.png"))]
+    (data / "labels.csv").write_text("\n".join(lines) + "\n")
+    code, out, err = _run(["evaluate", data / "labels.csv", "--shots", "3", "--out", tmp_path / "r",
+                           "--methods", "patchcore", *FAST], capsys)
+    (data / "labels.csv").unlink()
+    assert code == EXIT_OK, err
+    assert "3 shots" in out and "| PatchCore |" in (tmp_path / "r" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("rows, message", [
+    (["test/good/t0.png,0", "test/good/missing.png,1"], "line 3: image .*missing.png not found"),
+    (["test/good/t0.png,0", "test/red_square/t4.png,2"], "line 3: label '2'"),
+    (["test/good/t0.png,normal"], "line 2: label 'normal'"),
+])
+def test_bad_csv_rows_named(data, tmp_path, capsys, rows, message):
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text("\n".join(["path,label", *[f"{data}/{r}" for r in rows]]) + "\n")
+    code, _, err = _run(["evaluate", csv_path, "--out", tmp_path / "r", *FAST], capsys)
+    assert code == EXIT_BAD_INPUT
+    assert pytest.importorskip("re").search(message, err), err
+
+
+def test_unreadable_images_listed_or_skipped(data, tmp_path, capsys):
+    normal = tmp_path / "normal"
+    for p in (data / "train").glob("n*.png"):
+        (normal / p.name).parent.mkdir(exist_ok=True)
+        (normal / p.name).write_bytes(p.read_bytes())
+    (normal / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    code, _, err = _run(["fit", normal, "--out", tmp_path / "m", "--method", "patchcore", *FAST], capsys)
+    assert code == EXIT_BAD_INPUT and "broken.png" in err and "--skip-bad" in err
+    code, _, err = _run(["fit", normal, "--out", tmp_path / "m", "--method", "patchcore", "--skip-bad", *FAST], capsys)
+    assert code == EXIT_OK and "skipped 1 unreadable" in err
+
+
+def test_empty_test_folder_is_named(data, tmp_path, capsys):
+    root = tmp_path / "d"
+    for p in (data / "train").glob("n*.png"):
+        _save(__import__("numpy").asarray(Image.open(p)), root / "train" / p.name)
+    (root / "test").mkdir()
+    code, _, err = _run(["evaluate", root, "--out", tmp_path / "r", *FAST], capsys)
+    assert code == EXIT_BAD_INPUT and "test folder is empty" in err
+
+
+def test_missing_inputs_exit_3(model, tmp_path, capsys):
+    code, _, err = _run(["evaluate", tmp_path / "nowhere", *FAST], capsys)
+    assert code == EXIT_MISSING and "nowhere" in err
+    code, _, err = _run(["score", tmp_path / "no_model", tmp_path, "--quiet"], capsys)
+    assert code == EXIT_MISSING and "no_model" in err
+
+
+def test_corrupt_model_file_exit_2(model, data, tmp_path, capsys):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_bytes((model / "config.json").read_bytes())
+    (bad / "weights.safetensors").write_bytes(b"garbage")
+    code, _, err = _run(["score", bad, data / "test", "--quiet"], capsys)
+    assert code == EXIT_BAD_INPUT and "weights.safetensors: corrupt" in err
+
+
+def test_maps_need_a_map_method(data, tmp_path, capsys):
+    out = tmp_path / "pre"
+    assert _run(["fit", data / "train", "--out", out, "--method", "pretrained", *FAST], capsys)[0] == EXIT_OK
+    code, _, err = _run(["score", out, data / "test", "--maps", tmp_path / "m", "--quiet"], capsys)
+    assert code == EXIT_BAD_INPUT and "no anomaly maps" in err and "patchcore" in err
+
+
+def test_bad_options_exit_2(data, tmp_path, capsys):
+    assert _run(["fit", data / "train", "--out", tmp_path / "m", "--method", "gan"], capsys)[0] == EXIT_BAD_INPUT
+    assert _run(["evaluate", data, "--methods", "coftad,tdg"], capsys)[0] == EXIT_BAD_INPUT  # quoted only
+    assert _run([], capsys)[0] == EXIT_BAD_INPUT
+
+
+def test_help_documents_exit_codes():
+    proc = subprocess.run([sys.executable, "-m", "coftad_lib", "fit", "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0
+    assert "exit codes" in proc.stdout and "3  missing" in proc.stdout
