@@ -26,8 +26,15 @@ class GaussianDensity:
         self.mean: torch.Tensor | None = None  # (D,) float64
         self.precision_chol: torch.Tensor | None = None  # (D, D) float64, lower Cholesky factor of Sigma
 
-    def _prep(self, feats: torch.Tensor) -> torch.Tensor:
+    def _prep(self, feats: torch.Tensor, what: str) -> torch.Tensor:
         feats = feats.detach().to(torch.float64)
+        finite = torch.isfinite(feats).all(1)
+        if not bool(finite.all()):
+            i = int((~finite).nonzero()[0])
+            raise COFTADInputError(
+                f"{what}: feature vector {i} ({int((~finite).sum())} of {len(feats)}) contains NaN or infinity; "
+                "the images or the network produced it (check the inputs; if training diverged, lower lr)"
+            )
         return F.normalize(feats, dim=1) if self.l2_normalize else feats
 
     def fit(self, feats: torch.Tensor) -> GaussianDensity:
@@ -39,19 +46,23 @@ class GaussianDensity:
                 f"the Gaussian needs at least 2 feature vectors, got {len(feats)}; "
                 "use more shots or more augmented copies (n_aug)"
             )
-        x = self._prep(feats)
+        x = self._prep(feats, "GaussianDensity.fit")
         self.mean = x.mean(0)
         xc = x - self.mean
         sigma = xc.T @ xc / len(x)
         sigma += self.eps * torch.eye(sigma.shape[0], dtype=sigma.dtype, device=sigma.device)
-        self.precision_chol = torch.linalg.cholesky(sigma)
+        chol, info = torch.linalg.cholesky_ex(sigma)
+        if int(info) != 0:
+            raise COFTADInputError(f"GaussianDensity.fit: the covariance of {len(x)} features is not positive definite "
+                                   f"with eps={self.eps}; use eps > 0 (e.g. 1e-3)")
+        self.precision_chol = chol
         return self
 
     def score(self, feats: torch.Tensor) -> torch.Tensor:
         """Eq. 8: d_AS = sqrt((f - mu)^T Sigma^{-1} (f - mu)) for (M, D) features -> (M,) float64."""
         if self.mean is None or self.precision_chol is None:
             raise RuntimeError("GaussianDensity.score called before fit")
-        x = self._prep(feats).to(self.mean.device) - self.mean
+        x = self._prep(feats, "GaussianDensity.score").to(self.mean.device) - self.mean
         # Solving L y = x (Sigma = L L^T) gives ||y||^2 = x^T Sigma^{-1} x without forming the inverse.
         y = torch.linalg.solve_triangular(self.precision_chol, x.T, upper=False)
         return y.pow(2).sum(0).sqrt()

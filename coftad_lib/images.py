@@ -8,20 +8,49 @@ the file's path in the message.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import COFTADInputError, ImageReadError
 from .image_cache import cached_decode
 
 ImageLike = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
 Images = Sequence[ImageLike] | np.ndarray | torch.Tensor
+
+ORIENTATION_TAG = 0x0112  # EXIF Orientation
+#: slack around [0, 1] for float images (interpolation and float rounding), far below a 0-255 image
+RANGE_TOL = 0.01
+
+
+def check_values(t: torch.Tensor, label: Callable[[int], str]) -> None:
+    """Raise :class:`COFTADInputError` naming the first image of (N, C, H, W) float ``t`` with a
+    NaN / infinite value or a value outside [0, 1] (``label(i)`` names image i for the user).
+
+    Float 0-255 images are rejected, not rescaled: a float image carries no scale, and guessing
+    one (e.g. "max > 1 means 0-255") would silently mis-scale dark 0-255 images and pass
+    mean/std-normalised tensors through. The message says which fix applies.
+    """
+    flat = t.detach().flatten(1)
+    finite = torch.isfinite(flat).all(1)
+    if not bool(finite.all()):
+        i = int((~finite).nonzero()[0])
+        raise COFTADInputError(f"{label(i)}: contains NaN or infinite values; images must be finite, in [0, 1] "
+                               f"({int((~finite).sum())} of {len(flat)} images affected)")
+    lo, hi = flat.amin(1), flat.amax(1)
+    bad = (lo < -RANGE_TOL) | (hi > 1 + RANGE_TOL)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0])
+        a, b = float(lo[i]), float(hi[i])
+        hint = ("it looks like a 0-255 image: divide by 255 or pass uint8" if a >= 0 and b <= 255.5 else
+                "it looks mean/std-normalised: pass the [0, 1] image (each backbone normalises inside)")
+        raise COFTADInputError(f"{label(i)}: float values span {a:.4g} to {b:.4g}, but float images must lie in "
+                               f"[0, 1]; {hint}")
 
 
 def _pil_to_rgb(img: Image.Image) -> Image.Image:
@@ -48,6 +77,10 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     try:
         with Image.open(path) as img:
             img.load()  # decode now, so a truncated file fails here and not later
+            # Cameras and phones store the pixels as shot plus an EXIF orientation tag; viewers
+            # apply it, so the user expects the rotated image (no tag: the image is unchanged).
+            if img.getexif().get(ORIENTATION_TAG, 1) != 1:
+                img = ImageOps.exif_transpose(img)
             return _pil_to_rgb(img)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError(
@@ -67,6 +100,7 @@ def _array_to_chw(arr: np.ndarray, what: str) -> torch.Tensor:
         t = torch.from_numpy(arr.astype(np.float32)) / 65535.0
     elif np.issubdtype(arr.dtype, np.floating):
         t = torch.from_numpy(arr.astype(np.float32))
+        check_values(t.permute(2, 0, 1)[None], lambda _: what)
     else:
         raise COFTADInputError(f"{what}: unsupported array dtype {arr.dtype}; use uint8, uint16 or float in [0, 1]")
     return _chw_to_rgb(t.permute(2, 0, 1), what)
@@ -78,6 +112,8 @@ def _chw_to_rgb(t: torch.Tensor, what: str) -> torch.Tensor:
         raise COFTADInputError(f"{what}: expected a (C, H, W) tensor with C in 1, 3, 4, got shape {tuple(t.shape)}")
     if t.dtype == torch.uint8:
         t = t.float() / 255.0
+    else:
+        check_values(t[None], lambda _: what)
     t = t.float()
     if t.shape[0] == 1:
         t = t.expand(3, -1, -1)
@@ -153,7 +189,10 @@ def images_to_tensor(images: Images, size: int, *, num_workers: int = 4) -> torc
                 chunk = chunk.expand(-1, 3, -1, -1)
             if chunk.shape[1] not in (3, 4):
                 raise COFTADInputError(f"images: a numpy batch needs 1, 3 or 4 channels, got shape {images.shape}")
-            chunk = chunk[:, :3].float() / (255.0 if images.dtype == np.uint8 else 1.0)
+            scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(images.dtype)
+            chunk = chunk[:, :3].float() / (scale or 1.0)
+            if scale is None:
+                check_values(chunk, lambda i, s=start: f"images[{s + i}]")
             out[start : start + len(chunk)] = _resize(chunk, size)
         return out
     if isinstance(images, torch.Tensor):
@@ -162,7 +201,11 @@ def images_to_tensor(images: Images, size: int, *, num_workers: int = 4) -> torc
         if len(images) == 0:
             raise COFTADInputError("images: the image list is empty; at least one image is needed")
         t = images.detach().cpu()
-        t = t.float() / 255.0 if t.dtype == torch.uint8 else t.float()
+        if t.dtype == torch.uint8:
+            t = t.float() / 255.0
+        else:
+            check_values(t, lambda i: f"images[{i}]")
+            t = t.float()
         if t.shape[1] == 1:
             t = t.expand(-1, 3, -1, -1)
         elif t.shape[1] == 4:

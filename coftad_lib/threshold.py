@@ -19,7 +19,7 @@ those scores flags far more fresh normal images than asked. Instead (``mode``):
   LOO (AE, VAE, DeepSVDD, RotNet, CSI, CFLOW-AD). ``threshold_info["mode"]`` says it was used.
 - ``"refit"``: honest LOO for any method by refitting the whole detector k times (k x fit time).
 - ``"holdout"``: ``images`` are normal images *not* used for fitting; their scores are used as is.
-- ``"auto"`` (default): ``"loo"`` where it is cheap, else ``"augmented"``.
+- ``"auto"`` (default): ``"loo"`` where it is cheap, else ``"augmented"`` (also with one shot).
 
 Resolution: k shots give k honest scores, so the empirical quantile moves in steps of 1/k (with
 5 shots nothing between FPR 0 and 0.2 can be told apart). In ``"loo"``/``"refit"`` each held-out
@@ -92,7 +92,8 @@ def gaussian_loo_scores(detector: Detector, images: Images, n_copies: int) -> np
     views = _copies(detector, shots, n_fit)  # (k, 1 + n_fit, 3, S, S)
     feats = torch.from_numpy(detector.embed(views.flatten(0, 1))).view(k, 1 + n_fit, -1)
     if (k - 1) * n_fit < 2:
-        raise COFTADInputError(f"threshold: leave-one-out needs >= 2 features from the other shots; got {k} shot(s)")
+        raise COFTADInputError(f"threshold: leave-one-out needs >= 2 features from the other shots; got {k} shot(s) "
+                               f"x {n_fit} copies")
     out = []
     for i in range(k):
         train = torch.cat([feats[:i, 1:], feats[i + 1 :, 1:]]).flatten(0, 1)
@@ -129,8 +130,13 @@ def normal_scores(detector: Detector, images: Images, mode: str = "auto",
     """Scores of normal images for threshold estimation, and the mode actually used (see module)."""
     if mode not in MODES:
         raise COFTADInputError(f"threshold: mode={mode!r}; choose one of {', '.join(MODES)}")
+    k = len(images)
     if mode == "auto":
-        mode = "loo" if supports_loo(detector) else "augmented"
+        # One shot leaves nothing to fit a held-out model on: score its augmented copies instead.
+        mode = "loo" if supports_loo(detector) and k >= 2 else "augmented"
+    if mode in ("loo", "refit") and k < 2:
+        raise COFTADInputError(f"threshold: mode={mode!r} needs at least 2 shots, got {k}; use mode='augmented' "
+                               "(in-sample, optimistic) or mode='holdout' with other normal images")
     n = _default_copies(detector, mode) if n_copies is None else n_copies
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise COFTADInputError(f"threshold: n_copies={n_copies!r}; expected an int >= 0")
