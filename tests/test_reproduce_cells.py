@@ -315,3 +315,59 @@ def test_test_protocol_keys_are_applied_after_loading(tmp_path, fakes, monkeypat
 def test_make_cell_leaves_task_out_for_single_task_loaders():
     c = cells_mod.make_cell("V", "aitex", "aitex", 10, "coftad", 0, "smoke")
     assert c.task_args == {"max_test_per_class": 40}
+
+
+def test_make_cell_applies_the_profiles_method_overrides():
+    csi = cells_mod.make_cell("I", "flowers17", "Daffodil/Tulip", 5, "csi", 0, "smoke")
+    assert csi.method_kwargs["batch_size"] == prof_mod.PROFILES["smoke"]["method_overrides"]["csi"]["batch_size"]
+    assert cells_mod.make_cell("I", "flowers17", "Daffodil/Tulip", 5, "csi", 0, "smoke",
+                               batch_size=2).method_kwargs["batch_size"] == 2  # the caller's wins
+    assert cells_mod.make_cell("I", "flowers17", "Daffodil/Tulip", 5, "csi", 0, "paper").method_kwargs["batch_size"] == 64
+
+
+def test_key_follows_the_code_that_decides_results(monkeypatch):
+    from coftad_lib.reproduce import fingerprint
+
+    names = {p.relative_to(fingerprint._PACKAGE).as_posix() for p in fingerprint.result_sources()}
+    assert {"coftad.py", "losses.py", "methods/patchcore.py", "datasets/cifar_c.py"} <= names
+    assert not names & {"report.py", "results_tables.py", "plots.py", "reproduce/runner.py"}
+    before = _cell().key("smoke")
+    monkeypatch.setattr(cells_mod, "code_fingerprint", lambda: "0" * 16)
+    assert _cell().key("smoke") != before
+
+
+def test_copy_of_the_package_with_an_edited_method_has_another_fingerprint(tmp_path):
+    import shutil
+
+    from coftad_lib.reproduce import fingerprint
+
+    pkg = tmp_path / "coftad_lib"
+    shutil.copytree(fingerprint._PACKAGE, pkg, ignore=shutil.ignore_patterns("__pycache__", "data"))
+    same = fingerprint.code_fingerprint(pkg)
+    (pkg / "report.py").write_text("# reporting only\n")
+    assert fingerprint.code_fingerprint.__wrapped__(pkg) == same
+    (pkg / "methods" / "ae.py").write_text((pkg / "methods" / "ae.py").read_text() + "\n# changed\n")
+    assert fingerprint.code_fingerprint.__wrapped__(pkg) != same
+
+
+def test_failed_cells_give_a_failed_status_with_each_cell(tmp_path, fakes, monkeypatch):
+    def boom(self, images):
+        raise RuntimeError("scoring exploded")
+
+    cells = [_cell(seed=0), _cell(seed=1, dataset="mvtec", task_args={"task": "bottle"})]
+    monkeypatch.setattr(FakeDetector, "score_samples",
+                        lambda self, x: boom(self, x) if self.seed == 1 else np.arange(len(x), dtype=float))
+    df = cells_mod.run_cells(cells, tmp_path, tmp_path / "cache", "smoke", progress=False)
+    assert list(df["status"]) == ["ok", "failed"] and "RuntimeError: scoring exploded" in df["message"].iloc[1]
+    st = json.loads(record_status(tmp_path, df, notebook="05_x").read_text())
+    assert st["status"] == "failed" and st["n_failed"] == 1 and st["n_ok"] == 1
+    assert st["failed"][0]["dataset"] == "mvtec" and "exploded" in st["failed"][0]["message"]
+    with pytest.raises(RuntimeError, match="exploded"):
+        cells_mod.run_cells(cells, tmp_path, tmp_path / "cache", "smoke", progress=False, strict=True)
+
+
+def test_data_roots_put_the_environment_root_after_the_given_one(monkeypatch):
+    monkeypatch.delenv("COFTAD_DATA_ROOT", raising=False)
+    assert cells_mod.data_roots("../data", "../prep") == ["../data", "../prep"]
+    monkeypatch.setenv("COFTAD_DATA_ROOT", "/mnt/datasets")
+    assert cells_mod.data_roots("../data", "../prep") == ["../data", "/mnt/datasets", "../prep"]

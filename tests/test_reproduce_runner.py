@@ -183,3 +183,25 @@ def test_makefile_installs_once_per_pyproject(tmp_path):
     (tmp_path / "pyproject.toml").write_text("[project]\nname='y'\n")
     assert len(make()) == 2
     assert len(list((tmp_path / "v").glob(".installed-*"))) == 1
+
+
+def test_summary_and_report_print_paths_relative_to_the_data_root(tmp_path):
+    from coftad_lib.report import write_report
+    from coftad_lib.reproduce import record_status
+
+    root, out = tmp_path / "machine" / "data", tmp_path / "out"
+    msg = f"MVTec AD not found under {root}/mvtec_ad/carpet; download it"
+    record_status(out, notebook="07_mvtec", missing=[{"dataset": "mvtec", "message": msg}])
+    st = json.loads((out / "status" / "07_mvtec.json").read_text())
+    st["failed"] = [{"table": "IV", "dataset": "mvtec", "task": "bottle", "method": "csi", "seed": 0,
+                     "message": f"OSError: cannot read {root}/mvtec_ad/bottle/x.png"}]
+    (out / "status" / "07_mvtec.json").write_text(json.dumps(st))
+    res = runner.NotebookResult(name="07_mvtec", status="failed", seconds=1.0, missing=st["missing"],
+                                error="1 cell(s) failed", failed_cells=st["failed"])
+    meta = {"profile": "smoke", "seeds": [0], "data_root": str(root), "prep_dir": str(tmp_path / "prep"),
+            "out_dir": str(out)}
+    summary = runner.write_summary([res], out, meta).read_text()
+    report = write_report(out).read_text()
+    for text in (summary, report):
+        assert str(tmp_path) not in text.split("## ", 1)[1], text
+        assert "mvtec_ad/carpet" in text and "mvtec_ad/bottle/x.png" in text and "| csi |" in text.replace("CSI", "csi")

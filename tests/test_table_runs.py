@@ -345,6 +345,27 @@ def test_write_results_names_missing_datasets_and_quoted_rows(tmp_path, fakes):
     assert (tmp_path / "out4" / "tables" / "table_IV_summary.csv").exists()
 
 
+def test_failed_cells_show_in_the_table_and_in_rescored_and_imbalanced_runs(tmp_path, fakes, monkeypatch):
+    real = fakes.score_samples
+
+    def flaky(self, images):
+        if self.seed == 1:
+            raise RuntimeError("out of memory in the bank")
+        return real(self, images)
+
+    monkeypatch.setattr(fakes, "score_samples", flaky)
+    df = run_cells(tr.table_cells("I", "flowers17", ["coftad"], "smoke", [0, 1]), tmp_path / "data",
+                   tmp_path / "cache", "smoke", progress=False)
+    assert sorted(df["status"]) == ["failed", "failed", "ok", "ok"]
+    md = tr.write_results(df, "I", tmp_path / "out", columns=("task",)).read_text()
+    assert "[1/2 seeds, 1 failed]" in md and "## Failed cells" in md and "out of memory in the bank" in md
+    one = df[df["seed"] == 1]
+    assert "failed (paper" in tr.write_results(one, "I", tmp_path / "out1", columns=("task",)).read_text()
+    ix = tr.run_imbalanced(tr.table_cells("IX", "semicon", ["coftad"], "smoke", [1]), tmp_path / "data",
+                           tmp_path / "cache", "smoke", [5, 10], 30)
+    assert list(ix["status"]) == ["failed", "failed"] and ix["auroc"].isna().all()
+
+
 # ------------------------------------------------------------------ the notebooks
 @pytest.mark.parametrize("name,table", sorted(TABLE_NOTEBOOKS.items()))
 def test_table_notebooks_follow_the_series_rules(name, table):
