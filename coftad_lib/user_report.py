@@ -196,6 +196,40 @@ def report_figures(ev: Evaluation, n_gallery: int = 8) -> dict[str, Figure]:
     }
 
 
+def heatmap_figure(ev: Evaluation, method: str = "patchcore", n: int = 6) -> Figure:
+    """The ``n`` test images ``method`` finds most anomalous, each with its heat map (PatchCore [8]
+    Sec. 3.3: distance of every patch to the nearest shot patch). Needs ``keep_detectors=True``."""
+    run = ev.runs.get(method)
+    if run is None or run.detector is None or not hasattr(run.detector, "anomaly_maps"):
+        raise COFTADInputError(f"heatmap_figure: no fitted {method!r} with anomaly maps; "
+                               "evaluate(..., keep_detectors=True) with a map method (patchcore, cflow)")
+    idx = ev.ranked(method, n)
+    images = [ev.task.test[i] for i in idx]
+    maps = run.detector.anomaly_maps(images)
+    captions = [f"{run.scores[i]:.3g} {ev.task.test_kinds[i]}" for i in idx]
+    return user_figures.heatmap_gallery(images, list(maps), captions,
+                                        title=f"{ev.task.name}: {run.display} heat maps of its top {len(idx)} images")
+
+
+def feature_map_figure(ev: Evaluation, methods: Sequence[str] = ("pretrained", "coftad"), seed: int = 0) -> Figure:
+    """openTSNE map of the features of each method with ``embed`` (test images; shots marked normal),
+    normal blue and anomalous red, as in Fig. 6. Needs ``keep_detectors=True``."""
+    from .reproduce.figure_runs import tsne_2d
+
+    panels = {}
+    for m in methods:
+        run = ev.runs.get(m)
+        if run is None or run.detector is None or not hasattr(run.detector, "embed"):
+            continue
+        feats = np.concatenate([run.detector.embed(ev.task.train), run.detector.embed(ev.task.test)])
+        labels = np.concatenate([np.zeros(ev.task.shots, dtype=np.int64), ev.labels])
+        panels[f"{run.display}: shots + test"] = (tsne_2d(feats, seed), labels)
+    if not panels:
+        raise COFTADInputError(f"feature_map_figure: none of {list(methods)} was fitted with features "
+                               "(keep_detectors=True; methods with embed(): coftad, pretrained, ...)")
+    return plots.tsne_scatter(panels, ncols=len(panels), title=f"{ev.task.name}: t-SNE of the features")
+
+
 def _markdown_table(df: pd.DataFrame, index: bool = True) -> str:
     """A GitHub Markdown table; floats with one decimal."""
     df = df.reset_index() if index else df
@@ -235,12 +269,14 @@ def report_markdown(ev: Evaluation, figures: Sequence[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(ev: Evaluation, out_dir: str | os.PathLike, *, n_gallery: int = 8) -> dict[str, Path]:
-    """Write report.md, scores.csv and the figures (PNG) into ``out_dir``; return their paths."""
+def write_report(ev: Evaluation, out_dir: str | os.PathLike, *, n_gallery: int = 8,
+                 figures: dict[str, Figure] | None = None) -> dict[str, Path]:
+    """Write report.md, scores.csv and the figures (PNG; default :func:`report_figures`) into
+    ``out_dir``; return their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
-    figures = report_figures(ev, n_gallery)
+    figures = report_figures(ev, n_gallery) if figures is None else figures
     for name, fig in figures.items():
         paths[name] = out / f"{name}.png"
         fig.savefig(paths[name], dpi=120)
@@ -251,5 +287,5 @@ def write_report(ev: Evaluation, out_dir: str | os.PathLike, *, n_gallery: int =
     return paths
 
 
-__all__ = ["CPU_SIZE", "DEFAULT_METHODS", "Evaluation", "MethodRun", "build", "evaluate", "method_kwargs",
-           "report_figures", "report_markdown", "write_report"]
+__all__ = ["CPU_SIZE", "DEFAULT_METHODS", "Evaluation", "MethodRun", "build", "evaluate", "feature_map_figure",
+           "heatmap_figure", "method_kwargs", "report_figures", "report_markdown", "write_report"]

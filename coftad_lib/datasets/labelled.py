@@ -265,5 +265,56 @@ def load_labelled(data: str | os.PathLike, shots: int | None = None, seed: int =
     return task
 
 
-__all__ = ["DEFAULT_CSV_SHOTS", "LabelRows", "UnreadableImagesError", "check_readable", "expand_inputs", "find_user_images",
+def demo_user_data(data_root: str | os.PathLike | None, dest: str | os.PathLike, *, n_train: int = 5,
+                   max_normal: int | None = None, max_per_kind: int | None = None, seed: int = 0) -> Path:
+    """Labelled data arranged the way a user's arrives, for notebook 17 and tests.
+
+    With ``<data_root>/mvtec_ad/bottle`` present: ``<dest>/bottle.csv`` listing ``n_train`` normal
+    shots (split=train), ``max_normal`` normal and ``max_per_kind`` images of each defect kind
+    (drawn with ``seed``; None = all), paths relative to the CSV, the images left where they are. Otherwise a
+    generated folder ``<dest>/generated/`` (train/, test/good/, test/red_square/) of stripe
+    textures (:mod:`.synthetic`). Returns the CSV or the folder.
+    """
+    import numpy as np
+    from PIL import Image
+
+    from .synthetic import make_texture_arrays
+
+    out = Path(dest)
+    bottle = Path(data_root) / "mvtec_ad" / "bottle" if data_root else None
+    if bottle is not None and (bottle / "train" / "good").is_dir() and (bottle / "test").is_dir():
+        rng = np.random.default_rng(seed)
+        rows = [(p, 0, "good", "train") for p in _draw(find_user_images(bottle / "train" / "good"), n_train, rng)]
+        for kind_dir in sorted(d for d in (bottle / "test").iterdir() if d.is_dir()):
+            normal = kind_dir.name == "good"
+            picked = _draw(find_user_images(kind_dir), max_normal if normal else max_per_kind, rng)
+            rows += [(p, 0 if normal else 1, kind_dir.name, "test") for p in picked]
+        out.mkdir(parents=True, exist_ok=True)
+        csv_path = out / f"{bottle.name}.csv"  # the task is named after the CSV
+        with open(csv_path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "label", "kind", "split"])
+            w.writerows([os.path.relpath(p, out), y, k, s] for p, y, k, s in rows)
+        return csv_path
+    folder = out / "generated"
+    train, test, labels = make_texture_arrays(n_train, max_normal or 20, 2 * (max_per_kind or 10), size=64, seed=seed)
+    for i, a in enumerate(train):
+        _save_png(a, folder / "train" / f"normal_{i:03d}.png", Image)
+    for i, (a, y) in enumerate(zip(test, labels, strict=True)):
+        _save_png(a, folder / "test" / ("red_square" if y else "good") / f"test_{i:03d}.png", Image)
+    return folder
+
+
+def _draw(items: list[Path], n: int | None, rng) -> list[Path]:
+    n = len(items) if n is None else min(n, len(items))
+    idx = sorted(rng.choice(len(items), size=n, replace=False).tolist())
+    return [items[i] for i in idx]
+
+
+def _save_png(arr, path: Path, image_module) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image_module.fromarray(arr).save(path)
+
+
+__all__ = ["DEFAULT_CSV_SHOTS", "LabelRows", "UnreadableImagesError", "check_readable", "demo_user_data", "expand_inputs", "find_user_images",
            "load_labelled", "read_labels_csv", "user_images"]
