@@ -112,3 +112,13 @@ def test_every_registry_method_thresholds_and_predicts(name):
     pred = det.predict(test)
     assert pred.shape == (len(test),) and set(np.unique(pred)) <= {0, 1}
     np.testing.assert_array_equal(pred, (det.score_samples(test) > thr).astype(int))
+
+
+def test_refit_and_holdout_modes():
+    rng = np.random.default_rng(2)
+    shots, other = _normals(12, rng), _normals(30, rng)
+    det = PixelGaussian().fit(shots)
+    fit_threshold(det, shots, fpr=0.2, mode="refit", n_copies=1)
+    assert det.threshold_info["mode"] == "refit" and det.threshold_info["n_scores"] == 24
+    thr = fit_threshold(det, other, fpr=0.2, mode="holdout")
+    assert det.threshold_info["n_scores"] == 30 and thr == np.sort(det.score_samples(other))[24]  # ceil(31 * 0.8) = 25th
