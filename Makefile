@@ -10,7 +10,7 @@ REPRODUCE_ARGS ?=
 PYPROJECT_HASH := $(shell $(PYTHON3) -c "import hashlib,pathlib;print(hashlib.sha256(pathlib.Path('pyproject.toml').read_bytes()).hexdigest()[:16])")
 STAMP := $(VENV)/.installed-$(PYPROJECT_HASH)
 
-.PHONY: test reproduce venv clean-results paper-dry plan
+.PHONY: test reproduce venv clean-results paper-dry plan lab
 
 venv: $(STAMP)
 
@@ -38,6 +38,19 @@ paper-dry: $(STAMP)
 # What `make reproduce` would run and for how long (runs nothing)
 plan: $(STAMP)
 	$(PY) -m coftad_lib.reproduce --profile $(PROFILE) --plan $(REPRODUCE_ARGS)
+
+# JupyterLab on notebooks/ with the project's kernel: the `lab` extra goes into the same .venv
+# (once per pyproject.toml), and the server runs from .venv, so the "python3" kernel is .venv's
+# interpreter, the one `make reproduce` checks. LAB_ARGS="--no-browser --port 8890" to change.
+LAB_STAMP := $(VENV)/.lab-$(PYPROJECT_HASH)
+LAB_ARGS ?=
+lab: $(LAB_STAMP)
+	$(PY) -m jupyterlab --ServerApp.root_dir=notebooks $(LAB_ARGS)
+
+$(LAB_STAMP): $(STAMP)
+	$(PY) -m pip install -e ".[test,lab]"
+	@rm -f $(VENV)/.lab-*
+	@touch $@
 
 clean-results:
 	rm -rf results/executed results/status results/runs results/tables results/figures results/REPORT.md

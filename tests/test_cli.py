@@ -164,3 +164,16 @@ def test_help_documents_exit_codes():
                           timeout=120)
     assert proc.returncode == 0
     assert "exit codes" in proc.stdout and "3  missing" in proc.stdout
+
+
+def test_make_lab_installs_the_extra_and_opens_notebooks():
+    """``make -n lab`` (prints, runs nothing): the lab extra into .venv, JupyterLab on notebooks/ from .venv."""
+    import shutil
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(["make", "-n", "lab"], cwd=repo, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert 'pip install -e ".[test,lab]"' in proc.stdout
+    assert ".venv/bin/python -m jupyterlab --ServerApp.root_dir=notebooks" in proc.stdout
