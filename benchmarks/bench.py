@@ -6,8 +6,8 @@ Usage:
 
 Rows printed:
 - ``train step``: one COFT-AD step (two positive views, plus negatives with --negative) against
-  the plain backbone forward + backward over the same number of images. The ratio is the
-  overhead of augmentation, the EMA target pass, heads and the EMA update.
+  the plain passes it contains (online forward + backward and target forward over the same
+  images), timed step by step inside one fit by benchmarks/throughput.py (which has more rows).
 - ``scoring``: images/s of COFTAD.score_samples (Mahalanobis included) against plain inference.
 - one row per method: fit seconds on k shots and scoring images/s at the same size.
 Timing uses wall clock with CUDA synchronisation, after warm-up; it is a measurement, not a test.
@@ -16,7 +16,6 @@ Timing uses wall clock with CUDA synchronisation, after warm-up; it is a measure
 from __future__ import annotations
 
 import argparse
-import copy
 import time
 
 import torch
@@ -43,50 +42,19 @@ def _timeit(fn, device: torch.device, repeats: int) -> float:
 
 
 def bench_core(args: argparse.Namespace, device: torch.device) -> None:
-    """Print the train-step and scoring ratios of COFT-AD against plain backbone passes."""
+    """Print the train-step ratio (benchmarks/throughput.py) and the scoring ratio of COFT-AD."""
+    from throughput import bench_one  # benchmarks/ is on sys.path when this file runs as a script
+
     b, s = args.batch, args.image_size
     shots = torch.rand(args.shots, 3, s, s)
-    n_views = 3 if args.negative else 2
     net = build_backbone(args.backbone, pretrained=args.backbone == "efficientnet_lite0").to(device).eval()
-    x = torch.rand(b * n_views, 3, s, s, device=device).contiguous(memory_format=memory_format(device))
-
-    def plain_fwd_bwd() -> None:
-        with autocast(device):
-            loss = net(x).float().sum()
-        loss.backward()
-
-    # Plain forward of the target network is part of a step too; count it in the baseline.
-    tgt = copy.deepcopy(net).requires_grad_(False)
-
-    def plain_step() -> None:
-        plain_fwd_bwd()
-        with torch.no_grad(), autocast(device):
-            tgt(x)
-
+    targs = argparse.Namespace(image_size=s, batch=b, steps=args.steps_per_call, warmup=2, repeats=args.repeats,
+                               fit_steps=args.fit_steps, shots=args.shots, compile=False)
+    print(f"device={device} backbone={args.backbone} batch={b} image={s}")
+    print(f"{'backbone':<18} {'pairs':<7} {'plain ms':>9} {'step ms':>9} {'ratio':>7}  [spread]   {'fit s':>8}")
+    print(bench_one(targs, args.backbone, args.negative, device))
     det = COFTAD(backbone=args.backbone, pretrained=args.backbone == "efficientnet_lite0",
-                 image_size=s, steps=1, batch_size=b, use_negative=args.negative,
-                 device=str(device), progress=False, n_aug=2)
-    shots_dev = shots.to(device)
-
-    def coftad_step() -> None:
-        det.config.steps = 1
-        det._train(shots_dev)
-
-    # _train builds fresh heads and copies each call; time several steps to amortise that.
-    def coftad_steps(n: int = args.steps_per_call) -> None:
-        det.config.steps = n
-        det._train(shots_dev)
-
-    t_plain = _timeit(plain_step, device, args.repeats)
-    t_one = _timeit(coftad_step, device, args.repeats)
-    t_many = _timeit(coftad_steps, device, args.repeats)
-    per_step = (t_many - t_one) / (args.steps_per_call - 1)
-    print(f"device={device} backbone={args.backbone} batch={b} image={s} views={n_views}")
-    print(f"plain fwd+bwd (+target fwd) over {b * n_views} images: {t_plain * 1e3:8.1f} ms")
-    print(f"COFT-AD train step:                      {per_step * 1e3:8.1f} ms  ratio {per_step / t_plain:5.2f}x")
-    print(f"COFT-AD setup per fit (copies, heads):   {(t_one - per_step) * 1e3:8.1f} ms")
-
-    det.config.steps = 0
+                 image_size=s, steps=0, batch_size=b, device=str(device), progress=False, n_aug=2)
     det.fit(shots)
     test = torch.rand(args.score_images, 3, s, s)
 
@@ -129,7 +97,7 @@ def main() -> None:
     p.add_argument("--shots", type=int, default=5)
     p.add_argument("--negative", action="store_true", help="include the negative-pair views")
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--steps-per-call", type=int, default=6)
+    p.add_argument("--steps-per-call", type=int, default=12, help="steps per timed fit")
     p.add_argument("--score-images", type=int, default=512)
     p.add_argument("--device", default="auto")
     p.add_argument("--methods", default="", help="comma-separated registry names for per-method rows")

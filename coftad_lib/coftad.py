@@ -23,20 +23,10 @@ from .backbones import Backbone, build_backbone
 from .detector import FeatureDetector
 from .device import resolve_device
 from .errors import COFTADInputError
-from .training import fit_backbone
+from .training import SETTINGS, fit_backbone
 
 POSITIVE_PAIRS = ("cross_instance", "fixed_center", "none")
 FORMAT_VERSION = 1
-
-#: Sizes of a fit when image_size / steps / batch_size are not given (``settings``).
-#: "paper": 224 px (ResNet's ImageNet size), 100 steps, batch 64 (Sec. IV-C).
-#: "cpu": chosen so that a 5-shot Lite0 fit takes at most about a minute on 2 CPU cores;
-#: measured cost and AUROC against "paper" in benchmarks/results/cpu_settings.md.
-SETTINGS: dict[str, dict[str, int]] = {
-    "paper": {"image_size": 224, "steps": 100, "batch_size": 64},
-    "cpu": {"image_size": 128, "steps": 40, "batch_size": 16},
-}
-
 
 @dataclass
 class COFTADConfig:

@@ -26,11 +26,20 @@ from tqdm.auto import tqdm
 
 from .backbones import Backbone
 from .byol import ema_lists, ema_update, mlp_head
-from .device import autocast
+from .device import autocast, memory_format
 from .losses import byol_loss, cross_instance_loss, fixed_center_loss, negative_pair_loss
 
 # A fit whose estimate (timed over its first steps) is longer than this prints a one-line hint.
 SLOW_FIT_S = 60.0
+
+#: Sizes of a fit when image_size / steps / batch_size are not given (``settings``).
+#: "paper": 224 px (ResNet's ImageNet size), 100 steps, batch 64 (Sec. IV-C).
+#: "cpu": chosen so that a 5-shot Lite0 fit takes at most about a minute on 2 CPU cores;
+#: measured cost and AUROC against "paper" in benchmarks/results/cpu_settings.md.
+SETTINGS: dict[str, dict[str, int]] = {
+    "paper": {"image_size": 224, "steps": 100, "batch_size": 64},
+    "cpu": {"image_size": 128, "steps": 40, "batch_size": 16},
+}
 
 
 @dataclass
@@ -78,7 +87,8 @@ def build_fit_modules(config: Any, pretrained_net: Backbone, shots: torch.Tensor
         pretrained_net: the starting backbone (left untouched).
         shots: (k, 3, S, S) on ``device``; used for the fixed centre only.
     """
-    online = copy.deepcopy(pretrained_net).to(device)
+    # channels_last on CUDA (faster cuDNN kernels for bf16 convolutions); contiguous on CPU.
+    online = copy.deepcopy(pretrained_net).to(device, memory_format=memory_format(device))
     freeze_early_stages(online, config.train_stages)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
@@ -148,10 +158,12 @@ def draw_views(config: Any, augment: Any, shots: torch.Tensor, generator: torch.
     b = config.batch_size
     idx = torch.randint(len(shots), (b,), generator=generator, device=shots.device)
     x = shots[idx]
-    views = augment.positive(x.repeat(2, 1, 1, 1), generator=generator)  # (2B, ...): v1, v2
+    fmt = memory_format(shots.device)
+    views = augment.positive(x.repeat(2, 1, 1, 1), generator=generator).contiguous(memory_format=fmt)  # v1, v2
     if config.use_negative:
         neg = augment.negative(x, generator=generator)
-        online_in, target_in = torch.cat([views, neg]), torch.cat([views, x])
+        online_in = torch.cat([views, neg]).contiguous(memory_format=fmt)
+        target_in = torch.cat([views, x]).contiguous(memory_format=fmt)
     else:
         online_in = target_in = views
     perm = torch.randperm(b, generator=generator, device=shots.device)
@@ -277,6 +289,8 @@ def _warn_if_slow(config: Any, shots: torch.Tensor, last: torch.Tensor, t_start:
     est = per_step * config.steps
     if est <= SLOW_FIT_S:
         return
+    cpu = SETTINGS["cpu"]
     print(f"COFT-AD: this fit will take about {est:.0f} s ({per_step:.2f} s/step x {config.steps} steps at "
-          f"{config.image_size} px, batch {config.batch_size}, {shots.device.type}); for a faster fit pass "
-          "settings='cpu' or smaller image_size / steps / batch_size, or use a GPU", flush=True)
+          f"{config.image_size} px, batch {config.batch_size}, {shots.device.type}); for a faster fit use a GPU "
+          f"or smaller image_size / steps / batch_size (settings='cpu' = {cpu['image_size']} px, "
+          f"{cpu['steps']} steps, batch {cpu['batch_size']})", flush=True)

@@ -182,3 +182,17 @@ def test_study_knobs_round_trip_through_save(tmp_path):
                 "image_size", "steps", "batch_size"):
         assert getattr(back.config, key) == getattr(det.config, key)
     np.testing.assert_allclose(back.score_samples(x), det.score_samples(x), rtol=1e-6)
+
+
+def test_slow_fit_prints_one_line_estimate(net, monkeypatch, capsys):
+    import coftad_lib.training as training
+
+    cfg = COFTADConfig(**{**TINY, "steps": 4})
+    aug = make_augmentations("flowers", 32)
+    monkeypatch.setattr(training, "SLOW_FIT_S", 0.0)
+    fit_backbone(cfg, net, _shots(), aug, torch.Generator().manual_seed(0), progress=False)
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and "settings='cpu'" in out[0] and "x 4 steps" in out[0]
+    monkeypatch.setattr(training, "SLOW_FIT_S", 1e9)
+    fit_backbone(cfg, net, _shots(), aug, torch.Generator().manual_seed(0), progress=False)
+    assert capsys.readouterr().out == ""
