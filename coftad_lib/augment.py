@@ -2,7 +2,7 @@
 
 Every transform maps (B, 3, H, W) float in [0, 1] on any device to the same shape in [0, 1], draws
 its parameters per sample as tensors, and costs a few batched ops per call (one ``grid_sample``
-for the affine, one ``baddbmm`` for all colour changes, two grouped convolutions for the blur):
+for the affine, one ``baddbmm`` for all colour changes, two batched matmuls for the blur):
 no Python loop over samples and no per-sample modules, because a COFT-AD step calls them on
 every batch. All randomness comes from the ``generator`` argument (a ``torch.Generator`` on the
 images' device) when given, else from torch's global RNG; the same generator state gives the
@@ -187,12 +187,28 @@ class ColorJitter(BatchAugment):
         return torch.baddbmm(offset, m, x.reshape(n, 3, h * w)).view(n, 3, h, w).clamp_(0, 1)
 
 
+def blur_matrices(kernel: torch.Tensor, n: int) -> torch.Tensor:
+    """(B, K) 1-D kernels -> (B, n, n) matrices M with (M v)_i = sum_k kernel_k v_reflect(i + k - K // 2).
+
+    The banded (Toeplitz) matrix of the convolution with reflect padding (kornia's default
+    border) folded in at the edges; needs K // 2 < n.
+    """
+    r = kernel.shape[1] // 2
+    idx = (torch.arange(n, device=kernel.device).view(n, 1) + torch.arange(-r, r + 1, device=kernel.device)).abs()
+    idx = torch.where(idx > n - 1, 2 * (n - 1) - idx, idx)  # reflect at both ends
+    b = len(kernel)
+    m = torch.zeros(b, n, n, dtype=kernel.dtype, device=kernel.device)
+    return m.scatter_add_(2, idx.expand(b, n, 2 * r + 1), kernel.view(b, 1, 2 * r + 1).expand(b, n, 2 * r + 1))
+
+
 class GaussianBlur(BatchAugment):
     """Separable Gaussian blur with per-sample sigma ~ U(sigma), applied with probability ``p``.
 
-    Every sample's 1-D kernel is built at once; the batch is blurred by two depthwise (grouped)
-    convolutions with B * 3 groups, reflect padding as kornia's default. A sample that is not
-    blurred gets a delta kernel, which is exactly the identity.
+    Every sample's 1-D kernel (``kernel_size`` taps) is built at once and turned into a banded
+    matrix per sample (:func:`blur_matrices`); the batch is then blurred by two batched matmuls,
+    rows then columns. Dense matmuls do more arithmetic than a depthwise convolution but run
+    faster on CPU than a grouped convolution with B * 3 groups did in our trials, and need no
+    padding copy. Samples not drawn for blurring are returned exactly unchanged.
     """
 
     def __init__(self, kernel_size: int, sigma: tuple[float, float], p: float = 1.0) -> None:
@@ -206,17 +222,27 @@ class GaussianBlur(BatchAugment):
         if self.identity:
             return x
         n, c, h, w = x.shape
-        r = min(self.kernel_size // 2, h - 1, w - 1)  # reflect padding needs r < side
+        r = min(self.kernel_size // 2, h - 1, w - 1)  # reflection needs r < side
         sigma = _uniform(n, *self.sigma, x, generator).clamp(min=1e-3).to(x)
         blur = _coin(n, self.p, x, generator)
         offs = torch.arange(-r, r + 1, device=x.device, dtype=x.dtype)
         kernel = torch.exp(-(offs**2) / (2 * sigma.view(n, 1) ** 2))
-        kernel = torch.where(blur.view(n, 1), kernel, (offs == 0).to(x.dtype))
-        kernel = (kernel / kernel.sum(1, keepdim=True)).repeat_interleave(c, 0)  # (n * c, 2r + 1)
-        y = F.pad(x.reshape(1, n * c, h, w), (r, r, r, r), mode="reflect")
-        y = F.conv2d(y, kernel.view(n * c, 1, 1, -1), groups=n * c)
-        y = F.conv2d(y, kernel.view(n * c, 1, -1, 1), groups=n * c)
-        return y.view(n, c, h, w)
+        kernel = kernel / kernel.sum(1, keepdim=True)
+        if x.device.type == "cpu" and self.p < 1:
+            # CPU: blur only the drawn samples (half the work at p = 0.5). Elsewhere keep shapes
+            # static (no host sync; compile and graph capture stay possible) and select by where.
+            idx = blur.nonzero().squeeze(1)
+            return x.index_copy(0, idx, self.separable(x[idx], kernel[idx]))
+        return torch.where(blur.view(n, 1, 1, 1), self.separable(x, kernel), x)
+
+    @staticmethod
+    def separable(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) images, (B, K) kernels -> each image blurred along rows, then columns."""
+        n, c, h, w = x.shape
+        mw = blur_matrices(kernel, w)
+        mh = mw if h == w else blur_matrices(kernel, h)
+        y = torch.bmm(x.reshape(n, c * h, w), mw.transpose(1, 2)).view(n, c, h, w)  # along rows
+        return torch.matmul(mh.unsqueeze(1), y)  # along columns, broadcast over channels
 
 
 def _cutpaste_sizes(mode: str, area: tuple[float, float], aspect: tuple[float, float], x: torch.Tensor,
@@ -346,7 +372,9 @@ def make_augmentations(preset: str, image_size: int, cutpaste_mode: str = "union
     Colour jitter: brightness, contrast, saturation 0.3, hue 0.05; blur sigma 0.1 to 2.1 at 224 px.
 
     Args:
-        strength: scales every range of t (0 = identity, 1 = the ranges above); t_n is unchanged.
+        strength: scales every range of t (0 = identity, 1 = the ranges above): degrees,
+            translation, scale - 1, colour factors - 1, hue and blur sigma; probabilities stay,
+            and grayscale goes min(strength, 1) of the way to gray. t_n is unchanged.
         negative: None for the preset's t_n, else one of :data:`NEGATIVES` (see :func:`make_negative`).
         padding_mode: how the affine fills pixels from outside the image (:data:`PADDING_MODES`).
     """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import kornia
 import pytest
 import torch
 
@@ -137,6 +138,12 @@ def test_colour_jitter_single_factors_follow_torchvision_formulas():
     torch.testing.assert_close(ratio.min(1).values, ratio.max(1).values)  # one factor per image
 
 
+def test_blur_matches_kornia_at_a_fixed_sigma_on_non_square_images():
+    x = _batch(3, 40, 56)
+    ref = kornia.filters.gaussian_blur2d(x, (7, 7), (1.5, 1.5), border_type="reflect")
+    torch.testing.assert_close(GaussianBlur(7, (1.5, 1.5))(x), ref, atol=1e-5, rtol=0)
+
+
 def test_blur_keeps_constant_images_and_smooths_noise():
     blur = GaussianBlur(7, (1.0, 2.0))
     const = torch.full((2, 3, 16, 16), 0.4)
@@ -144,6 +151,11 @@ def test_blur_keeps_constant_images_and_smooths_noise():
     x = _batch()
     assert blur(x).std() < 0.6 * x.std()
     torch.testing.assert_close(GaussianBlur(7, (1.0, 2.0), p=0.0)(x), x)
+    half = GaussianBlur(7, (1.0, 2.0), p=0.5)
+    changed = (half(x, generator=_gen(3)) != x).flatten(1).any(1)
+    assert 0 < changed.sum() < len(x)  # some samples blurred, the others returned exactly
+    tiny = GaussianBlur(7, (1.0, 2.0), p=1e-9)  # no sample drawn: the empty subset works
+    torch.testing.assert_close(tiny(x), x)
 
 
 def test_bfloat16_autocast_and_bf16_inputs():
