@@ -39,34 +39,17 @@ import pandas as pd
 from ..errors import COFTADInputError, DatasetNotFoundError, WeightsUnavailableError
 from ..versions import VERSION_KEYS, library_version, versions
 from .cache import atomic_save_npz, atomic_write_json, canonical_json, digest, load_npz
+from .data_paths import DATA_ROOT_TOKEN, DATASET_DIRS, _resolve_root_token, data_roots, dataset_root  # noqa: F401  (re-exported)
 from .fingerprint import code_fingerprint
 from .profiles import detector_kwargs, get_profile, preset_for, table_limits
 
 KINDS: tuple[str, ...] = ("score", "embed")
-
-#: dataset name -> sub-folder of DATA_ROOT handed to its loader, following each module's HOW_TO_GET
-#: (``data/mvtec_ad``, ``data/aitex_crops``, ...); a dataset module may override it with a module
-#: attribute ``DEFAULT_DIR``, a caller with a ``{dataset: folder}`` mapping as ``data_root``.
-DATASET_DIRS: dict[str, str] = {
-    "flowers17": "flowers17",
-    "cifar10c": "cifar10c",
-    "cifar100c": "cifar100c",
-    "mvtec": "mvtec_ad",
-    "aitex": "aitex_crops",
-    "magnetic_tile": "magnetic_tile",
-    "semicon": "semicon_slices",
-    "folder": ".",
-}
 
 #: ``task_args`` keys applied by :func:`run_cell` to the loaded task rather than passed to the loader
 #: (both via :mod:`coftad_lib.datasets.protocols`, seeded with the cell's seed):
 #: ``max_test_per_class``: int, keep at most this many normal and this many anomalous test items;
 #: ``imbalanced``: ``{"n_normal": 500, "n_anomalies": 5}`` for Table IX.
 TEST_PROTOCOL_KEYS: tuple[str, ...] = ("max_test_per_class", "imbalanced")
-
-#: placeholder in ``task_args`` string values replaced by the data root at run time, so a path
-#: argument (e.g. CIFAR's ``clean_root``) does not put a machine's absolute path into the cache key
-DATA_ROOT_TOKEN = "{DATA_ROOT}"
 
 #: bump when the record layout changes, so old cache entries are not read as new ones
 RECORD_SCHEMA = 1
@@ -181,45 +164,6 @@ def make_cell(table: str, dataset: str, task: str, shots: int, method: str, seed
                 task_args=args, setting=setting, label=label, kind=kind)
 
 
-def dataset_root(data_root: str | os.PathLike | Mapping[str, Any], dataset: str) -> Path:
-    """Folder handed to ``load_task`` for ``dataset``: ``data_root/<sub-folder>`` or ``data_root[dataset]``.
-
-    ``data_root`` may also be a list of roots (e.g. the read-only raw data, then the folder that
-    data_prep writes into): the first one holding the dataset's sub-folder wins, else the first.
-    """
-    if isinstance(data_root, (list, tuple)):
-        if not data_root:
-            raise COFTADInputError("data_root: an empty list of data folders")
-        candidates = [dataset_root(r, dataset) for r in data_root]
-        return next((c for c in candidates if c.exists()), candidates[0])
-    if isinstance(data_root, Mapping):
-        if dataset not in data_root:
-            raise COFTADInputError(f"data_root mapping has no entry for dataset {dataset!r}; has {sorted(data_root)}")
-        return Path(data_root[dataset])
-    sub = DATASET_DIRS.get(dataset, dataset)
-    try:
-        from ..datasets import dataset_module
-        sub = getattr(dataset_module(dataset), "DEFAULT_DIR", sub)
-    except (ImportError, COFTADInputError):
-        pass  # the loader reports an unknown or unimplemented dataset itself, with a clearer message
-    return Path(data_root) / sub
-
-
-def data_roots(data_root: str | os.PathLike, prep_dir: str | os.PathLike | None = None) -> list[str]:
-    """A notebook's search list: ``data_root``, then ``$COFTAD_DATA_ROOT`` (when set), then ``prep_dir``.
-
-    :func:`dataset_root` takes the first that holds a dataset, so a notebook opened by hand with
-    the default ``DATA_ROOT = "../data"`` still finds data under ``$COFTAD_DATA_ROOT``.
-    """
-    roots = [str(data_root)]
-    env = os.environ.get("COFTAD_DATA_ROOT")
-    if env and env not in roots:
-        roots.append(env)
-    if prep_dir is not None:
-        roots.append(str(prep_dir))
-    return roots
-
-
 def cell_path(cache_dir: str | os.PathLike, key: str) -> Path:
     """Where the record of cell ``key`` lives: ``<cache_dir>/cells/<key>.json``."""
     return Path(cache_dir) / "cells" / f"{key}.json"
@@ -237,16 +181,6 @@ def _loader_params(dataset: str) -> set[str] | None:
         return set(inspect.signature(dataset_module(dataset).load).parameters)
     except (ImportError, COFTADInputError, AttributeError, ValueError, TypeError):
         return None
-
-
-def _resolve_root_token(value: Any, data_root: str | os.PathLike | Mapping[str, Any]) -> Any:
-    if isinstance(value, str) and value.startswith(DATA_ROOT_TOKEN):
-        if isinstance(data_root, (list, tuple)):
-            data_root = data_root[0]
-        if isinstance(data_root, Mapping):
-            raise COFTADInputError(f"task_args value {value!r} uses {DATA_ROOT_TOKEN}, but data_root is a mapping")
-        return str(Path(data_root) / value[len(DATA_ROOT_TOKEN):].lstrip("/"))
-    return value
 
 
 def load_cell_task(cell: Cell, data_root: str | os.PathLike | Mapping[str, Any]):

@@ -14,18 +14,20 @@ from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 
-#: top-level modules of coftad_lib that decide a result (the method and what it is built from)
-RESULT_MODULES: tuple[str, ...] = (
-    "augment.py", "backbones.py", "byol.py", "coftad.py", "density.py", "detector.py", "device.py",
-    "images.py", "losses.py", "metrics.py",
-)
+#: top-level modules of coftad_lib that only show, name or explain results; every other top-level
+#: module (the method, its training, backbones, images, density, metrics, and any new module) is
+#: taken to decide results, so a new module can only cause a recomputation, never a stale record
+REPORTING_MODULES: frozenset[str] = frozenset({
+    "__init__.py", "__main__.py", "errors.py", "figures.py", "paper_values.py", "plots.py", "report.py",
+    "results_tables.py", "study.py", "study_plots.py", "user_figures.py", "user_report.py", "versions.py",
+})
 #: sub-packages whose every ``.py`` decides results: the competitors and scorers, the loaders and protocols
 RESULT_PACKAGES: tuple[str, ...] = ("methods", "datasets")
 
 
 def result_sources(package: Path = _PACKAGE) -> list[Path]:
     """The source files hashed by :func:`code_fingerprint`, sorted by their path inside ``package``."""
-    files = [package / name for name in RESULT_MODULES if (package / name).is_file()]
+    files = [p for p in package.glob("*.py") if p.name not in REPORTING_MODULES]
     for sub in RESULT_PACKAGES:
         files += sorted((package / sub).rglob("*.py"))
     return sorted(files, key=lambda p: p.relative_to(package).as_posix())
