@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from .backbones import Backbone, build_backbone
 from .detector import FeatureDetector
@@ -211,20 +211,15 @@ class COFTAD(FeatureDetector):
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "auto") -> COFTAD:
-        """Read a detector written by :meth:`save`; it scores exactly as the saved one did."""
-        path = Path(path)
-        cfg_file, w_file = path / "config.json", path / "weights.safetensors"
-        for f in (cfg_file, w_file):
-            if not f.is_file():
-                raise COFTADInputError(f"{f}: missing; expected a folder written by COFTAD.save()")
-        meta = json.loads(cfg_file.read_text())
-        config = dict(meta["config"], device=device, pretrained=False, weights_path=None)
-        det = _DETECTOR_CLASSES.get(meta.get("class", cls.__name__), cls)(**config)
-        tensors = load_file(str(w_file))
-        net = copy.deepcopy(det._pretrained_net)
-        net.load_state_dict({k[len("backbone."):]: v for k, v in tensors.items() if k.startswith("backbone.")})
-        det.scoring_net = net.to(det.device)
-        det.density.load_state_dict({k[len("density."):]: v for k, v in tensors.items() if k.startswith("density.")})
+        """Read a detector written by :meth:`save` or :func:`coftad_lib.persistence.save_detector`;
+        it scores exactly as the saved one did. A corrupt or missing file raises
+        :class:`coftad_lib.persistence.ModelFileError` naming the file."""
+        from .persistence import load_detector
+
+        det = load_detector(path, device=device)
+        if not isinstance(det, COFTAD):
+            raise COFTADInputError(f"{path}: holds a {type(det).__name__}, not a COFT-AD detector; "
+                                   "read it with coftad_lib.persistence.load_detector()")
         return det
 
 
@@ -235,5 +230,3 @@ class PretrainedDetector(COFTAD):
         kwargs = {**kwargs, "steps": 0}
         super().__init__(**kwargs)
 
-
-_DETECTOR_CLASSES = {"COFTAD": COFTAD, "PretrainedDetector": PretrainedDetector}

@@ -20,6 +20,7 @@ Folders written by :meth:`COFTAD.save` (format 1 with ``"config"`` and ``"class"
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -39,6 +40,7 @@ CONFIG_FILE, WEIGHTS_FILE = "config.json", "weights.safetensors"
 #: keyword arguments replaced when rebuilding: the file holds every weight that scores
 _REBUILD = {"pretrained": False, "weights_path": None}
 _LEGACY_CLASSES = {"COFTAD", "PretrainedDetector"}
+_RNG = "__rng_state__"  # key suffix of a torch.Generator's state
 
 
 class ModelFileError(COFTADInputError):
@@ -78,6 +80,8 @@ def _capture_tensors(obj: Any, prefix: str, out: dict[str, torch.Tensor], depth:
             out.update({f"{key}.{k}": _tensor(v) for k, v in value.state_dict().items()})
         elif isinstance(value, torch.Tensor):
             out[key] = _tensor(value)
+        elif isinstance(value, torch.Generator):  # e.g. COFT-AD's fit generator: later draws continue alike
+            out[f"{key}.{_RNG}"] = _tensor(value.get_state())
         elif _has_state_dict(value):
             state = value.state_dict()
             if any(v is None for v in state.values()):
@@ -203,7 +207,8 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
         if meta.get("class") not in _LEGACY_CLASSES or not isinstance(meta.get("config"), dict):
             raise ModelFileError(f"{cfg_file}: neither 'method' nor a COFTAD 'config'; not a saved detector")
         config = meta["config"]
-        meta = {"format_version": version, "class": meta["class"], "kwargs": config, "state": {},
+        meta = {"format_version": version, "class": meta["class"], "kwargs": config,
+                "state": {"config": {"__dataclass__": config}},  # the rebuild ran with steps=0
                 "method": "pretrained" if meta["class"] == "PretrainedDetector"
                 else "coftad_np" if config.get("use_negative") else "coftad",
                 "threshold": None, "threshold_info": {}, "legacy": True}
@@ -264,6 +269,10 @@ def _restore_tensors(obj: Any, tensors: dict[str, torch.Tensor], prefix: str, de
         elif key in tensors:
             setattr(obj, name, tensors[key].to(device))
             used.add(key)
+        elif isinstance(value, torch.Generator) and f"{key}.{_RNG}" in tensors:
+            used.add(f"{key}.{_RNG}")
+            with contextlib.suppress(RuntimeError):  # saved on another device type: keep the rebuilt state
+                value.set_state(tensors[f"{key}.{_RNG}"])
         elif _has_state_dict(value):
             if not sub:
                 raise ModelFileError(f"{w_file}: no tensors for {key}; the file is incomplete")

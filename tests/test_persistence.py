@@ -138,3 +138,14 @@ def _copy(src, tmp_path):
     for f in src.iterdir():
         (dst / f.name).write_bytes(f.read_bytes())
     return dst
+
+
+def test_generator_state_travels(images, tmp_path):
+    """COFT-AD keeps its fit generator; augmented draws after loading continue as they would have."""
+    import torch
+
+    train, _ = images
+    det = make_detector("coftad", **TINY).fit(train)
+    save_detector(det, tmp_path / "g", method="coftad", kwargs=TINY)
+    loaded = load_detector(tmp_path / "g", device="cpu")
+    assert torch.equal(loaded.generator.get_state(), det.generator.get_state())
