@@ -22,6 +22,7 @@ Seeds travel with the cells, so both executors give the same records (timings as
 
 from __future__ import annotations
 
+import atexit
 import os
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -169,6 +170,8 @@ class RayExecutor(_Base):
         if not self.ray.is_initialized():
             kw = {"include_dashboard": False, "log_to_driver": False, **self.init_kwargs}
             self.ray.init(address=self.address, **kw)
+            # shut down the Ray we started before the interpreter exits (else its workers log SIGTERMs)
+            atexit.register(self.ray.shutdown)
         gpus = self.ray.cluster_resources().get("GPU", 0)
         if self.gpus_per_cell > 0 and gpus < self.gpus_per_cell:
             # Ray would queue the tasks forever instead of failing
