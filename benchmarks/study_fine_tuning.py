@@ -94,6 +94,7 @@ def main() -> None:
     p.add_argument("--screen-family", default="", help="confirm: take the best rows from this family's screen")
     p.add_argument("--budget-s", type=float, default=3600, help="start no new unit after this many seconds")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--cached-only", action="store_true", help="collect cached units only (no fitting)")
     args = p.parse_args()
     fam = study.family(args.family)
     roots = args.data_root or ["../shared/data"]
@@ -101,6 +102,8 @@ def main() -> None:
     print(f"{args.family}/{args.stage}: {len(units)} units, ~{fam.seconds_per_fit:.0f} s per fine-tuning fit")
     t0, rows = time.time(), []
     stem = f"{args.family}_{args.stage}"
+    if args.cached_only:
+        units = [u for u in units if study.is_cached(fam, u[0], u[1], u[2], u[4], args.cache, args.device)]
     for task, shots, seed, name, cfg in tqdm(units, desc=stem, unit="unit"):
         if time.time() - t0 > args.budget_s:
             print(f"time budget of {args.budget_s:.0f} s reached: {len(units) - len(rows)} units not run")

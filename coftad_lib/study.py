@@ -197,6 +197,21 @@ def _fit_and_measure(cell, data_root) -> dict[str, Any]:
             "versions": versions(str(cell.method_kwargs.get("device", "cpu")))}
 
 
+def _key_parts(cell) -> dict[str, Any]:
+    return {"cell": cell.work(), "schema": 1}
+
+
+def is_cached(fam: Protocol, task: str, shots: int, seed: int, config: Mapping[str, Any], cache_dir,
+              device: str = "cpu") -> bool:
+    """Whether :func:`run_unit` would read this unit back instead of fitting (same file as ``cached``)."""
+    from pathlib import Path
+
+    from .reproduce import digest
+
+    key = digest({"name": "study", "parts": _key_parts(unit_cell(fam, task, shots, seed, config, device))})
+    return (Path(cache_dir) / "misc" / f"study-{key}.json").exists()
+
+
 def run_unit(fam: Protocol, task: str, shots: int, seed: int, name: str, config: Mapping[str, Any],
              data_root, cache_dir, device: str = "cpu") -> dict[str, Any]:
     """One study row, computed once and cached (:func:`coftad_lib.reproduce.cached`); a rerun resumes.
@@ -208,7 +223,7 @@ def run_unit(fam: Protocol, task: str, shots: int, seed: int, name: str, config:
     from .reproduce import cached
 
     cell = unit_cell(fam, task, shots, seed, config, device)
-    rec = cached("study", {"cell": cell.work(), "schema": 1}, lambda: _fit_and_measure(cell, data_root), cache_dir)
+    rec = cached("study", _key_parts(cell), lambda: _fit_and_measure(cell, data_root), cache_dir)
     row = {"family": fam.family, "dataset": fam.dataset, "task": task, "shots": shots, "seed": seed, "config": name,
            "start": baseline_name(baseline_of(config)), "image_size": fam.image_size,
            "max_test_per_class": fam.max_test_per_class, "overrides": repr(dict(sorted(config.items())))}
@@ -300,9 +315,11 @@ def screen_summary(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def pick_best(summary: pd.DataFrame, grid: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, str]:
-    """Best screened pretrained-start configuration without and with negative pairs (highest mean gain)."""
+    """Best screened pretrained-start configuration without and with negative pairs (highest mean gain
+    among the rows that ran on every screening unit)."""
     grid = GRID if grid is None else grid
     s = summary[(summary["start"] == "pretrained") & summary["config"].isin(list(grid))]
+    s = s[s["runs"] == s["runs"].max()]  # a row cut short by the time budget is not comparable
     is_np = s["config"].map(lambda n: bool(grid[n].get("use_negative", False)))
     best = {}
     for key, part in (("wo_np", s[~is_np]), ("w_np", s[is_np])):

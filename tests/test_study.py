@@ -132,5 +132,7 @@ def test_tiny_study_end_to_end_resumes_from_cache(texture_folder, tmp_path, monk
     again = [study.run_unit(fam, "stripes", 4, 0, n, c, texture_folder, cache) for n, c in configs]
     assert [r["auroc"] for r in again] == table["auroc"].tolist()
     fam2 = dataclasses.replace(fam, image_size=40)
+    assert study.is_cached(fam, "stripes", 4, 0, configs[1][1], cache)
+    assert not study.is_cached(fam2, "stripes", 4, 0, configs[1][1], cache)
     with pytest.raises(pytest.fail.Exception):
         study.run_unit(fam2, "stripes", 4, 0, "base", configs[1][1], texture_folder, cache)
