@@ -20,19 +20,27 @@ Why each packed fit equals fitting it alone (up to float rounding):
   ``bn_mode="train"`` would update running statistics in place, which vmap cannot batch, and is
   refused.
 - Head BatchNorm1d (BYOL's projector and predictor) always normalise with batch statistics.
-  ``torch.func.replace_all_batch_norm_modules_`` stops them tracking running statistics (an in-place
-  buffer update vmap cannot batch); the output is unchanged, and the running statistics a lone
-  fit accumulates are never read: heads are only used in training mode and are discarded after
-  the fit (the scored backbone has no head).
+  ``torch.func.replace_all_batch_norm_modules_`` makes sure they track no running statistics (an
+  in-place buffer update vmap cannot batch; :func:`coftad_lib.byol.mlp_head` already builds them
+  so). The output is unchanged, and running statistics would never be read: heads run only in
+  training mode and are discarded after the fit (the scored backbone has no head).
 - Optimiser: one Adam over the stacked parameters is N independent Adams, because Adam is
   elementwise (m, v, the bias corrections and the update act on each scalar alone) and every fit
   runs the same step count. It is built by :func:`coftad_lib.training.make_optimizer`, the same
   param groups and kernel as a lone fit.
 - EMA (Sec. III-A): ``lerp`` is elementwise too; one ``_foreach_lerp_`` over the stacked tensors.
 
-Tolerance: vmap's grouped convolutions sum in another order than N separate convolutions, so
-features differ at float32 rounding level (~1e-6 relative) and the scores of a few-step fit agree
-to about 1e-4 relative (tests/test_packed.py asserts rtol 1e-3).
+Tolerance: vmap's grouped convolutions sum in another order than N separate convolutions. With
+the networks in float64, packed and lone fits agree to 1e-9 relative (scores, loss history) and
+draw exactly the same random numbers (tests/test_packed.py). In float32 the first step's losses
+agree to 1e-5, but a few-step Adam fit is chaotic at rounding level (its first update is
+lr * sign(g), so near-zero gradient elements flip with any rounding change): scaling a lone fit's
+starting weights by (1 + 1e-7) moves its scores by up to 4e-3 relative, and packed vs lone float32
+scores differ by that order too. On CPU the packed (vmap) Lite0 gradients are closer to float64
+(~1e-6 relative) than the lone ones (~1e-4; depthwise convolutions).
+
+Grouped convolutions rather than vmap were not needed: vmap(functional_call) runs every layer of
+both backbones (ResNet, EfficientNet-Lite0 with its depthwise convolutions) and the heads.
 """
 
 from __future__ import annotations

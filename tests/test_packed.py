@@ -85,9 +85,11 @@ def test_packed_fit_equals_fitting_alone_float64(lone64, texture_task, n):
         assert not np.allclose(packed[0].score_samples(test), packed[1].score_samples(test), rtol=1e-2)
 
 
-def test_packed_float32_first_step_and_draws_equal_alone(texture_task):
+@pytest.mark.parametrize("kw", [dict(use_negative=True), dict(positive_pair="fixed_center", contrastive=False)],
+                         ids=["np", "fixed_center"])
+def test_packed_float32_first_step_and_draws_equal_alone(texture_task, kw):
     train, test, _ = texture_task
-    cfg = dict(TINY, use_negative=True, steps=1)
+    cfg = dict(TINY, steps=1, **kw)
     lone = [COFTAD(seed=s, **cfg).fit(x) for s, x in zip(SEEDS, _shots(train), strict=True)]
     packed = fit_packed([COFTAD(seed=s, **cfg) for s in SEEDS], _shots(train))
     for p, a in zip(packed, lone, strict=True):
