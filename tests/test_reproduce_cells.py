@@ -371,3 +371,12 @@ def test_data_roots_put_the_environment_root_after_the_given_one(monkeypatch):
     assert cells_mod.data_roots("../data", "../prep") == ["../data", "../prep"]
     monkeypatch.setenv("COFTAD_DATA_ROOT", "/mnt/datasets")
     assert cells_mod.data_roots("../data", "../prep") == ["../data", "/mnt/datasets", "../prep"]
+
+
+def test_paper_dry_keeps_the_paper_protocol_and_shrinks_compute():
+    paper, dry = prof_mod.get_profile("paper"), prof_mod.get_profile("paper-dry")
+    assert (dry["image_size"], dry["steps"], dry["seeds"], dry["backbone"]) == (32, 1, [0], "efficientnet_lite0")
+    for table, lim in paper["limits"].items():
+        for key in ("tasks", "shots", "max_test_per_class"):
+            assert dry["limits"][table][key] == lim[key], (table, key)
+    assert dry["limits"]["IX"]["n_normal"] == 500 and dry["batch_size"] == paper["batch_size"]
