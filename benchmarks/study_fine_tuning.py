@@ -81,6 +81,16 @@ def best_from_screen(out: Path, fam: str) -> list[str]:
     return [best[k] for k in ("wo_np", "w_np") if k in best]
 
 
+def save_family_figure(out: Path, fam: str) -> None:
+    """``<out>/figures/study_<fam>.png`` and ``.pdf`` from the family's CSVs."""
+    from coftad_lib.figures import save_figure
+    from coftad_lib.study_plots import study_figure
+
+    f = study.load_study(out, fam)
+    curves = f["confirm_loss"] if f["confirm_loss"] is not None else f["screen_loss"]
+    save_figure(study_figure(fam, f["confirm"], f["screen"], curves), f"study_{fam}", out / "figures")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--family", choices=list(study.FAMILIES), required=True)
@@ -114,6 +124,7 @@ def main() -> None:
                    f"drift={r['drift_normal']:.3f} fit={r['fit_seconds']:.0f}s")
         write(rows[-1:], args.out, stem)
     df = write([], args.out, stem)
+    save_family_figure(args.out, args.family)
     if args.stage == "screen":
         summary = study.screen_summary(df)
         (args.out / f"{stem}.md").write_text(summary.to_markdown(index=False, floatfmt=".2f") + "\n")

@@ -20,6 +20,8 @@ from .study import gains  # noqa: E402
 
 def _verdict_panel(ax, confirm: pd.DataFrame) -> None:
     per_seed = confirm.pivot_table(index="seed", columns="config", values="auroc", aggfunc="mean")
+    count = confirm.pivot_table(index="seed", columns="config", values="auroc", aggfunc="count")
+    per_seed = per_seed.where(count == count.max().max())  # a seed cut short is not a family mean
     names = ["pretrained", *[c for c in per_seed.columns if c != "pretrained"]]
     for i, name in enumerate(n for n in names if n in per_seed):
         vals = per_seed[name].dropna()
@@ -30,7 +32,7 @@ def _verdict_panel(ax, confirm: pd.DataFrame) -> None:
     lo = per_seed.min().min()
     ax.set_ylim(max(0, lo - 10), min(100, per_seed.max().max() + 5))
     ax.set_ylabel("family-mean AUROC % (dots: seeds)")
-    ax.set_title("(a) verdict: mean +- std over seeds")
+    ax.set_title("(a) verdict: mean +- std over complete seeds")
 
 
 def _screen_panel(ax, screen: pd.DataFrame) -> None:
