@@ -32,6 +32,7 @@ from .datasets.task import FewShotTask
 from .detector import Detector
 from .errors import COFTADInputError
 from .metrics import auroc
+from .training import SETTINGS
 
 #: what `evaluate` fits when no --methods are given: the paper's method, its start, and PatchCore
 DEFAULT_METHODS: tuple[str, ...] = ("coftad", "pretrained", "patchcore")
@@ -39,7 +40,7 @@ DEFAULT_METHODS: tuple[str, ...] = ("coftad", "pretrained", "patchcore")
 _COFTAD_FAMILY = {"coftad", "coftad_np", "pretrained", "random"}
 #: image side and batch for the other methods on a CPU when none is given: COFTAD's "cpu" settings
 #: (a few-shot fit of about a minute on 2 cores); each method keeps its own number of steps.
-CPU_SIZE: dict[str, int] = {"image_size": 128, "batch_size": 16}
+CPU_SIZE: dict[str, int] = {k: SETTINGS["cpu"][k] for k in ("image_size", "batch_size")}
 
 
 def method_kwargs(method: str, *, image_size: int | None = None, steps: int | None = None,
@@ -150,12 +151,13 @@ def evaluate(task: FewShotTask, methods: Sequence[str] = DEFAULT_METHODS, *, kee
         keep_detectors: keep each fitted detector in ``run.detector`` (heat maps, features).
         kwargs: passed to :func:`method_kwargs` (image_size, steps, backbone, preset, seed, device).
     """
-    from .methods.registry import display_name
+    from .methods.registry import METHODS, display_name, method_class
 
     if not methods:
         raise COFTADInputError("evaluate: no methods given")
     for m in methods:
-        display_name(m)  # unknown names fail before any fit
+        if m not in METHODS:
+            method_class(m)  # unknown or quoted-only names fail before any fit
     ev = Evaluation(task, source=source)
     for method in tqdm(list(methods), desc="methods", disable=not progress):
         det, resolved = build(method, method_kwargs(method, **kwargs))

@@ -155,7 +155,8 @@ def test_maps_need_a_map_method(data, tmp_path, capsys):
 
 def test_bad_options_exit_2(data, tmp_path, capsys):
     assert _run(["fit", data / "train", "--out", tmp_path / "m", "--method", "gan"], capsys)[0] == EXIT_BAD_INPUT
-    assert _run(["evaluate", data, "--methods", "coftad,tdg"], capsys)[0] == EXIT_BAD_INPUT  # quoted only
+    code, _, err = _run(["evaluate", data, "--methods", "coftad,tdg", *FAST], capsys)
+    assert code == EXIT_BAD_INPUT and "quoted" in err  # before any fit
     assert _run([], capsys)[0] == EXIT_BAD_INPUT
 
 
@@ -177,3 +178,11 @@ def test_make_lab_installs_the_extra_and_opens_notebooks():
     assert proc.returncode == 0, proc.stderr
     assert 'pip install -e ".[test,lab]"' in proc.stdout
     assert ".venv/bin/python -m jupyterlab --ServerApp.root_dir=notebooks" in proc.stdout
+
+
+def test_fit_on_a_folder_with_one_image(data, tmp_path, capsys):
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "n0.png").write_bytes((data / "train" / "n0.png").read_bytes())
+    code, _, err = _run(["fit", one, "--out", tmp_path / "m", "--method", "pretrained", *FAST], capsys)
+    assert code == EXIT_OK and "one normal image" in err

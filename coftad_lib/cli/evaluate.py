@@ -10,13 +10,14 @@ from ..errors import COFTADInputError
 
 def methods_from(arg: str) -> list[str]:
     """``"a,b"`` -> ["a", "b"]; ``"all"`` -> every registry method."""
-    from ..methods.registry import METHODS, display_name
+    from ..methods.registry import METHODS, method_class
 
     names = list(METHODS) if arg.strip() == "all" else [m.strip() for m in arg.split(",") if m.strip()]
     if not names:
         raise COFTADInputError("--methods: no method named; e.g. --methods coftad,patchcore")
     for m in names:
-        display_name(m)
+        if m not in METHODS:
+            method_class(m)  # raises: unknown, or quoted by the paper and not runnable
     return names
 
 

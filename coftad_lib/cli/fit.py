@@ -34,7 +34,12 @@ def run(args: argparse.Namespace) -> int:
     det, resolved = build(args.method, kw)
     t0 = time.perf_counter()
     det.fit(images)
-    threshold = fit_threshold(det, images, fpr=args.fpr)
+    # Leave-one-out needs a second shot; with one image only its augmented copies can be scored.
+    mode = "augmented" if len(images) == 1 else "auto"
+    if len(images) == 1:
+        print("note: one normal image: the threshold comes from its augmented copies (in-sample, "
+              "so expect more false positives than --fpr)", file=sys.stderr)
+    threshold = fit_threshold(det, images, fpr=args.fpr, mode=mode)
     seconds = time.perf_counter() - t0
     save_detector(det, args.out, method=args.method, kwargs=resolved | {"progress": False},
                   extra={"train_images": [str(p) for p in images], "skipped_unreadable": [str(p) for p in bad],
