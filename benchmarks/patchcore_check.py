@@ -15,6 +15,8 @@ adds that table to the file.
 Usage:
     python benchmarks/patchcore_check.py --root ../shared/data/mvtec_ad --shots 5 10 --seeds 0 1 2 \\
         --out benchmarks/results/patchcore_check.md
+    python benchmarks/patchcore_check.py --root ../shared/data/flowers17 --dataset flowers17 \\
+        --task Daffodil/Tulip --shots 5 10 --seeds 0 1 2 --out benchmarks/results/patchcore_check.md --append
     python benchmarks/patchcore_check.py --threshold 0.1 --shots 5 10 --seeds 0 1 2 \\
         --out benchmarks/results/patchcore_check.md --append
 """
@@ -53,12 +55,13 @@ def _margin(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((bad.min() - good.max()) / good.std())
 
 
-def run(root: str, shots: list[int], seeds: list[int], size: int) -> list[dict]:
+def run(root: str, shots: list[int], seeds: list[int], size: int, dataset: str = "mvtec",
+        task_name: str = "bottle") -> list[dict]:
     net = build_backbone("efficientnet_lite0")
     rows = []
     for k in shots:
         for seed in tqdm(seeds, desc=f"{k} shots"):
-            task = load_task("mvtec", root, shots=k, seed=seed, task="bottle")
+            task = load_task(dataset, root, shots=k, seed=seed, task=task_name)
             train, test = images_to_tensor(task.train, size), images_to_tensor(task.test, size)
             labels = np.asarray(task.test_labels)
             good = test[labels == 0]
@@ -75,8 +78,8 @@ def run(root: str, shots: list[int], seeds: list[int], size: int) -> list[dict]:
     return rows
 
 
-def to_markdown(rows: list[dict], command: str, seconds: float) -> str:
-    lines = ["# PatchCore vs a minimal reference on MVTec bottle", "",
+def to_markdown(rows: list[dict], command: str, seconds: float, title: str = "MVTec bottle") -> str:
+    lines = [f"## PatchCore vs a minimal reference on {title}", "",
              f"Command: `{command}` ({seconds:.0f} s on the CPU).", "",
              "Mean +- std over seeds. border = share of good test images whose highest patch is on the",
              "patch grid's outer ring; margin = (lowest defect score - highest good score) / std of good",
@@ -150,6 +153,8 @@ def threshold_markdown(rows: list[dict], fpr: float, command: str, seconds: floa
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", default="../shared/data/mvtec_ad")
+    p.add_argument("--dataset", default="mvtec", help="a load_task dataset (reference comparison only)")
+    p.add_argument("--task", default="bottle", help="its task, e.g. bottle or Daffodil/Tulip")
     p.add_argument("--shots", type=int, nargs="+", default=[5, 10])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--size", type=int, default=224)
@@ -160,7 +165,8 @@ def main() -> None:
     t0 = time.time()
     command = "python " + " ".join(sys.argv)
     if a.threshold is None:
-        md = to_markdown(run(a.root, a.shots, a.seeds, a.size), command, time.time() - t0)
+        rows = run(a.root, a.shots, a.seeds, a.size, a.dataset, a.task)
+        md = to_markdown(rows, command, time.time() - t0, f"{a.dataset} {a.task}")
     else:
         rows = threshold_rows(a.root, a.shots, a.seeds, a.size, a.threshold)
         md = threshold_markdown(rows, a.threshold, command, time.time() - t0)
