@@ -186,3 +186,19 @@ def test_fit_on_a_folder_with_one_image(data, tmp_path, capsys):
     (one / "n0.png").write_bytes((data / "train" / "n0.png").read_bytes())
     code, _, err = _run(["fit", one, "--out", tmp_path / "m", "--method", "pretrained", *FAST], capsys)
     assert code == EXIT_OK and "one normal image" in err
+
+
+def test_every_registry_method_through_evaluate(data, tmp_path, capsys):
+    from coftad_lib.methods.registry import METHODS
+
+    code, _, err = _run(["evaluate", data, "--methods", "all", "--out", tmp_path / "r", *FAST], capsys)
+    assert code == EXIT_OK, err
+    rows = list(csv.DictReader(open(tmp_path / "r" / "scores.csv")))
+    assert set(METHODS) <= set(rows[0])
+
+
+def test_fit_and_score_a_method_without_leave_one_out(data, tmp_path, capsys):
+    """The AE has no cheap leave-one-out: its threshold comes from augmented copies (said in a note)."""
+    code, out, err = _run(["fit", data / "train", "--out", tmp_path / "ae", "--method", "ae", *FAST], capsys)
+    assert code == EXIT_OK and "augmented" in out + err
+    assert _run(["score", tmp_path / "ae", data / "test", "--quiet", "--device", "cpu"], capsys)[0] == EXIT_OK
