@@ -20,6 +20,7 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import time
 
 import kornia.augmentation as K
@@ -102,6 +103,7 @@ def main() -> None:
     def forward() -> None:
         net(x)
 
+    print(f"# command: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} python {' '.join(sys.argv)}")
     print(f"# augment_cost: batch {b}, {s} px, device {device}, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
