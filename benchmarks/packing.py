@@ -25,6 +25,7 @@ pool uses no more cores than the other rows.
 from __future__ import annotations
 
 import argparse
+import gc
 import multiprocessing as mp
 import statistics
 import time
@@ -157,6 +158,8 @@ def bench(backbone: str, negative: bool, args: argparse.Namespace, device: torch
             times.setdefault(("packed", n), []).append(_timed(lambda d=dets, s=shots: fit_packed(d, s), device))
             if n in pool_ns:
                 times.setdefault(("pool", n), []).append(pool.run(n, 100 * r))
+            del dets, shots  # fitted detectors hold networks: free them before the next N
+            gc.collect()
     if pool is not None:
         pool.close()
     print(f"\n{backbone}, {'with' if negative else 'without'} negatives: {args.image_size} px, batch {args.batch}, "
