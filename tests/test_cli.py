@@ -202,3 +202,45 @@ def test_fit_and_score_a_method_without_leave_one_out(data, tmp_path, capsys):
     code, out, err = _run(["fit", data / "train", "--out", tmp_path / "ae", "--method", "ae", *FAST], capsys)
     assert code == EXIT_OK and "augmented" in out + err
     assert _run(["score", tmp_path / "ae", data / "test", "--quiet", "--device", "cpu"], capsys)[0] == EXIT_OK
+
+
+# ----------------------------------------------------------------- labelled data as users arrange it
+
+def test_labels_csv_split_column_and_junk_folders(data, tmp_path):
+    from coftad_lib.datasets.labelled import find_user_images, load_labelled
+
+    junk = data / "train" / "__MACOSX" / "n9.png"
+    junk.parent.mkdir(exist_ok=True)
+    junk.write_bytes((data / "train" / "n1.png").read_bytes())
+    assert junk not in find_user_images(data / "train")
+    junk.unlink()
+    junk.parent.rmdir()
+    rows = ["path,label,kind,split"] + [f"{data}/train/n{i}.png,0,good,train" for i in range(3)]
+    rows += [f"{p},{int(p.parent.name != 'good')},{p.parent.name},test" for p in sorted((data / "test").rglob("*.png"))]
+    (tmp_path / "parts.csv").write_text("\n".join(rows) + "\n")
+    task = load_labelled(tmp_path / "parts.csv", progress=False)
+    assert task.shots == 3 and len(task.test) == 8 and task.name == "parts"
+    (tmp_path / "parts.csv").write_text("\n".join([rows[0], rows[1].replace(",0,good,", ",1,good,")]) + "\n")
+    with pytest.raises(Exception, match="line 2: a train row must be normal"):
+        load_labelled(tmp_path / "parts.csv", progress=False)
+
+
+def test_demo_user_data_generated_when_no_bottle(tmp_path):
+    from coftad_lib.datasets.labelled import demo_user_data, load_labelled
+
+    folder = demo_user_data(tmp_path / "no_data_here", tmp_path / "demo", n_train=3, max_normal=4, max_per_kind=2)
+    task = load_labelled(folder, shots=2, progress=False)
+    assert task.shots == 2 and sorted(set(task.test_kinds)) == ["good", "red_square"]
+
+
+def test_demo_user_data_arranges_bottle_as_a_csv(tmp_path):
+    from conftest import SHARED_DATA
+
+    from coftad_lib.datasets.labelled import demo_user_data, load_labelled
+
+    if not (SHARED_DATA / "mvtec_ad" / "bottle").is_dir():
+        pytest.skip("../shared/data/mvtec_ad/bottle is absent")
+    csv_path = demo_user_data(SHARED_DATA, tmp_path, n_train=4, max_normal=3, max_per_kind=2)
+    assert csv_path.suffix == ".csv" and not any(tmp_path.rglob("*.png"))  # images stay where they are
+    task = load_labelled(csv_path, shots=4, progress=False)
+    assert task.shots == 4 and (task.test_labels == 0).sum() == 3 and (task.test_labels == 1).sum() == 6
