@@ -13,6 +13,7 @@ from PIL import Image
 from coftad_lib.cli import EXIT_BAD_INPUT, EXIT_MISSING, EXIT_OK, main
 from coftad_lib.datasets.synthetic import make_texture_arrays
 
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FAST = ["--image-size", "32", "--steps", "1", "--quiet", "--device", "cpu"]
 
 
@@ -234,8 +235,6 @@ def test_demo_user_data_generated_when_no_bottle(tmp_path):
 
 
 def test_demo_user_data_arranges_bottle_as_a_csv(tmp_path):
-    from conftest import SHARED_DATA
-
     from coftad_lib.datasets.labelled import demo_user_data, load_labelled
 
     if not (SHARED_DATA / "mvtec_ad" / "bottle").is_dir():
