@@ -242,14 +242,26 @@ def _markdown_table(df: pd.DataFrame, index: bool = True) -> str:
     return "\n".join(lines)
 
 
+#: methods that train nothing (PatchCore's memory bank, the pretrained features): no steps to report
+_NO_TRAINING = {"patchcore", "pretrained", "random"}
+
+
+def _settings_row(run: MethodRun) -> dict[str, Any]:
+    from .methods.registry import method_class
+
+    uses_backbone = getattr(method_class(run.method), "uses_backbone", True)
+    return {"method": run.display, "image size": run.kwargs.get("image_size", "default"),
+            "steps": "-" if run.method in _NO_TRAINING else run.kwargs.get("steps", "default"),
+            "backbone": run.kwargs.get("backbone", "") if uses_backbone else "- (own network)",
+            "fit s": run.fit_seconds, "score s": run.score_seconds}
+
+
 def report_markdown(ev: Evaluation, figures: Sequence[str]) -> str:
     """Text of ``report.md``: data, AUROC table, settings, figures, and how far the numbers go."""
     t = ev.task
     counts = ev.counts()
     skipped = t.info.get("skipped_unreadable", [])
-    settings = pd.DataFrame([{"method": r.display, "image size": r.kwargs.get("image_size", "default"),
-                              "steps": r.kwargs.get("steps", "default"), "backbone": r.kwargs.get("backbone", ""),
-                              "fit s": r.fit_seconds, "score s": r.score_seconds} for r in ev.runs.values()])
+    settings = pd.DataFrame([_settings_row(r) for r in ev.runs.values()])
     lines = [
         f"# Evaluation on {t.name} (your own data; beyond the paper)", "",
         f"Data: `{ev.source or t.name}`; {t.shots} normal training shots (seed {t.info.get('seed', 0)}); "
