@@ -243,7 +243,7 @@ def _markdown_table(df: pd.DataFrame, index: bool = True) -> str:
 
 
 #: methods that train nothing (PatchCore's memory bank, the pretrained features): no steps to report
-_NO_TRAINING = {"patchcore", "pretrained", "random"}
+NO_TRAINING = {"patchcore", "pretrained", "random"}
 
 
 def _settings_row(run: MethodRun) -> dict[str, Any]:
@@ -251,7 +251,7 @@ def _settings_row(run: MethodRun) -> dict[str, Any]:
 
     uses_backbone = getattr(method_class(run.method), "uses_backbone", True)
     return {"method": run.display, "image size": run.kwargs.get("image_size", "default"),
-            "steps": "-" if run.method in _NO_TRAINING else run.kwargs.get("steps", "default"),
+            "steps": "-" if run.method in NO_TRAINING else run.kwargs.get("steps", "default"),
             "backbone": run.kwargs.get("backbone", "") if uses_backbone else "- (own network)",
             "fit s": run.fit_seconds, "score s": run.score_seconds}
 
@@ -301,5 +301,5 @@ def write_report(ev: Evaluation, out_dir: str | os.PathLike, *, n_gallery: int =
     return paths
 
 
-__all__ = ["CPU_SIZE", "DEFAULT_METHODS", "Evaluation", "MethodRun", "build", "evaluate", "feature_map_figure",
+__all__ = ["CPU_SIZE", "DEFAULT_METHODS", "NO_TRAINING", "Evaluation", "MethodRun", "build", "evaluate", "feature_map_figure",
            "heatmap_figure", "method_kwargs", "report_figures", "report_markdown", "write_report"]

@@ -16,7 +16,7 @@ def run(args: argparse.Namespace) -> int:
     from ..datasets.sampling import choose, rng_for
     from ..persistence import save_detector
     from ..threshold import fit_threshold
-    from ..user_report import build, method_kwargs
+    from ..user_report import NO_TRAINING, build, method_kwargs
 
     if args.shots is not None and args.shots < 1:
         raise COFTADInputError(f"--shots {args.shots}: need at least 1 normal image")
@@ -45,8 +45,9 @@ def run(args: argparse.Namespace) -> int:
                   extra={"train_images": [str(p) for p in images], "skipped_unreadable": [str(p) for p in bad],
                          "fit_seconds": round(seconds, 2)})
     info = det.threshold_info or {}
+    steps = "" if args.method in NO_TRAINING else f", steps {resolved.get('steps')}"
     print(f"fitted {args.method} on {len(images)} normal image(s) in {seconds:.1f} s "
-          f"(image size {resolved.get('image_size')}, steps {resolved.get('steps')})")
+          f"(image size {resolved.get('image_size')}{steps})")
     print(f"threshold {threshold:.6g}: aims at {100 * args.fpr:g}% of normal images flagged "
           f"(estimated by {info.get('mode', '?')} from {info.get('n_scores', '?')} scores)")
     print(f"saved to {args.out}")
