@@ -27,6 +27,8 @@ from __future__ import annotations
 import argparse
 import gc
 import multiprocessing as mp
+import os
+import queue
 import statistics
 import time
 from collections.abc import Callable
@@ -70,7 +72,16 @@ def _worker(rank: int, kwargs: dict, args: argparse.Namespace, threads: int, com
     device = resolve_device(kwargs["device"])
     COFTAD(seed=rank, **{**kwargs, "steps": 1}).fit(_shots(args, rank))  # imports, kernels, allocator
     results.put(("ready", rank))
-    while (cmd := commands.get()) is not None:
+    parent = os.getppid()
+    while True:
+        try:
+            cmd = commands.get(timeout=5)
+        except queue.Empty:
+            if os.getppid() != parent:  # the benchmark died (e.g. killed): do not linger as an orphan
+                return
+            continue
+        if cmd is None:
+            return
         seed, n_threads = cmd
         torch.set_num_threads(n_threads)
         det = COFTAD(seed=seed + rank, **kwargs)
@@ -139,7 +150,25 @@ def _fmt(times: list[float], n: int) -> tuple[float, str]:
     return statistics.median(rates), f"[{rates[0]:.1f}-{rates[-1]:.1f}]"
 
 
+def _measure(n: int, kwargs: dict, args: argparse.Namespace, device: torch.device,
+             pool: Pool | None) -> dict[str, list[float]]:
+    """Seconds for n fits, per round: alone, packed and (when ``pool``) pool, interleaved."""
+    times: dict[str, list[float]] = {"alone": [], "packed": [], "pool": []}
+    for r in range(args.repeats):  # interleaved: the three rows see the same machine load each round
+        shots = [_shots(args, i) for i in range(n)]
+        dets = [COFTAD(seed=100 * r + i, **kwargs) for i in range(n)]
+        times["alone"].append(_timed(lambda d=dets, s=shots: [x.fit(y) for x, y in zip(d, s, strict=True)], device))
+        dets = [COFTAD(seed=100 * r + i, **kwargs) for i in range(n)]
+        times["packed"].append(_timed(lambda d=dets, s=shots: fit_packed(d, s), device))
+        if pool is not None:
+            times["pool"].append(pool.run(n, 100 * r))
+        del dets  # fitted detectors hold networks: free them before the next round
+        gc.collect()
+    return times
+
+
 def bench(backbone: str, negative: bool, args: argparse.Namespace, device: torch.device) -> None:
+    """Print one row per N for this backbone and negative-pair setting (each row as soon as measured)."""
     kwargs = _detector_kwargs(args, backbone, negative)
     ns = [int(v) for v in args.ns.split(",")]
     pool_ns = [n for n in ns if n <= args.max_pool]
@@ -147,38 +176,25 @@ def bench(backbone: str, negative: bool, args: argparse.Namespace, device: torch
     pool = Pool(max(pool_ns), kwargs, args) if pool_ns else None
     fit_packed([COFTAD(seed=0, **{**kwargs, "steps": 1})], [_shots(args, 0)])  # warm-up
     COFTAD(seed=0, **{**kwargs, "steps": 1}).fit(_shots(args, 0))
-    times: dict[tuple[str, int], list[float]] = {}
-    for r in tqdm(range(args.repeats), desc=f"{backbone} np={negative}", leave=False):
-        for n in ns:  # interleaved: every row sees the same machine load in every round
-            dets = [COFTAD(seed=100 * r + i, **kwargs) for i in range(n)]
-            shots = [_shots(args, i) for i in range(n)]
-            times.setdefault(("alone", n), []).append(
-                _timed(lambda d=dets, s=shots: [x.fit(y) for x, y in zip(d, s, strict=True)], device))
-            dets = [COFTAD(seed=100 * r + i, **kwargs) for i in range(n)]
-            times.setdefault(("packed", n), []).append(_timed(lambda d=dets, s=shots: fit_packed(d, s), device))
-            if n in pool_ns:
-                times.setdefault(("pool", n), []).append(pool.run(n, 100 * r))
-            del dets, shots  # fitted detectors hold networks: free them before the next N
-            gc.collect()
-    if pool is not None:
-        pool.close()
     print(f"\n{backbone}, {'with' if negative else 'without'} negatives: {args.image_size} px, batch {args.batch}, "
           f"{args.steps} steps, {args.shots} shots, N_A={args.n_aug}, {views} views, device={device}, "
           f"threads={torch.get_num_threads()}, images per fit = {args.steps * views * args.batch}")
     print(f"{'N':>3} {'alone fits/min':>22} {'packed fits/min':>22} {'pool fits/min':>22} {'floor':>8}"
-          f" {'packed/alone':>13} {'pool/alone':>11} {'packed/floor':>13}")
-    for n in ns:
-        alone, a_sp = _fmt(times[("alone", n)], n)
-        packed, p_sp = _fmt(times[("packed", n)], n)
-        t_floor = floor_seconds(backbone, args, n, views, device, max(3, args.repeats))
-        floor = 60.0 * n / (args.steps * t_floor)
-        if ("pool", n) in times:
-            pool_rate, o_sp = _fmt(times[("pool", n)], n)
+          f" {'packed/alone':>13} {'pool/alone':>11} {'packed/floor':>13}", flush=True)
+    for n in tqdm(ns, desc=f"{backbone} np={negative}", leave=False):
+        times = _measure(n, kwargs, args, device, pool if n in pool_ns else None)
+        alone, a_sp = _fmt(times["alone"], n)
+        packed, p_sp = _fmt(times["packed"], n)
+        floor = 60.0 * n / (args.steps * floor_seconds(backbone, args, n, views, device, max(3, args.repeats)))
+        if times["pool"]:
+            pool_rate, o_sp = _fmt(times["pool"], n)
             pool_txt, pool_ratio = f"{pool_rate:8.1f} {o_sp:>13}", f"{pool_rate / alone:10.2f}x"
         else:
             pool_txt, pool_ratio = f"{'-':>22}", f"{'-':>11}"
         print(f"{n:>3} {alone:8.1f} {a_sp:>13} {packed:8.1f} {p_sp:>13} {pool_txt} {floor:8.1f}"
               f" {packed / alone:12.2f}x {pool_ratio} {packed / floor:12.2f}x", flush=True)
+    if pool is not None:
+        pool.close()
 
 
 def main() -> None:
