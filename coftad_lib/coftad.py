@@ -75,9 +75,10 @@ class COFTADConfig:
             statistics collapsed the target's features in our measurements (FINDINGS.md), so "eval".
         score_with: which backbone's features are scored after training: the EMA "target" (smoother,
             measured better in FINDINGS.md) or the "online" one.
-        compile: torch.compile the forward + loss of a step. False (default; CI has no compiler
-            cache and compiling costs more than a short fit saves), True, or "auto" (CUDA only; on
-            CPU it did not win in benchmarks/throughput.py). Any compile error falls back to eager.
+        compile: torch.compile the forward + loss of a step. False (default: CI has no compiler
+            cache, and compiling takes minutes on a CPU, longer than a CPU-settings fit), True, or
+            "auto" (CUDA only). Not yet measured to win anywhere (``benchmarks/throughput.py
+            --compile``). Any compile error falls back to eager with one warning.
         seed: seeds augmentation, batch sampling and head initialisation (one torch.Generator per
             fit; the caller's global RNG is never read or moved).
         device: "auto" (CUDA when present), "cpu", "cuda", ...
@@ -155,9 +156,11 @@ class COFTADConfig:
 class COFTAD(FeatureDetector):
     """COntrastive Fine-Tuning for few-shot Anomaly Detection.
 
-    On a CPU the default sizes are :data:`SETTINGS` ["cpu"] (128 px, 40 steps, batch 16: about a
-    minute for 5 shots on 2 cores); on a GPU the paper's (224 px, 100 steps, batch 64). Pass
-    ``settings="paper"`` for the paper's on any device (see benchmarks/results/cpu_settings.md).
+    On a CPU the default sizes are :data:`SETTINGS` ["cpu"] (128 px, 40 steps, batch 16: ~100 s of
+    one core's CPU time for 5 shots, ~1 minute on 2 cores; AUROC at or above the pretrained
+    features on Flowers17 and MVTec bottle); on a GPU the paper's (224 px, 100 steps, batch 64,
+    ~11 GB of RAM on a CPU). Pass ``settings="paper"`` for the paper's on any device
+    (benchmarks/results/cpu_settings.md has the measurements).
 
     Example:
         >>> det = COFTAD(backbone="efficientnet_lite0", preset="flowers", steps=100, seed=0)
