@@ -36,9 +36,8 @@ SLOW_FIT_S = 60.0
 #: "paper": 224 px (ResNet's ImageNet size), 100 steps, batch 64 (Sec. IV-C).
 #: "cpu": for a 5-shot Lite0 fit of about a minute on 2 CPU cores. Measured (benchmarks/results/
 #: cpu_settings.md, 5 shots, w/o np): ~98-117 s of CPU time on one thread per fit, so ~50-65 s on
-#: 2 quiet cores (estimate, not timed on a quiet machine); AUROC vs pretrained at 128 px:
-#: Flowers17 Daffodil/Tulip 89.9 / 96.4 vs 83.9 / 93.1 (seeds 0, 1), MVTec bottle 97.6 / 97.3 vs
-#: 97.5 / 96.6. The 224 px / 100 step / batch 64 reference did not fit in the shared machine's
+#: 2 quiet cores (estimate, not timed on a quiet machine); AUROC vs pretrained at 128 px, 3 seeds:
+#: Flowers17 Daffodil/Tulip 89.4 vs 84.9, MVTec bottle 97.4 vs 96.6. The 224 px / 100 step / batch 64 reference did not fit in the shared machine's
 #: memory (~11 GB), so "within 1 point of it" is not verified (seed 0 on Flowers, H200: 90.6).
 SETTINGS: dict[str, dict[str, int]] = {
     "paper": {"image_size": 224, "steps": 100, "batch_size": 64},
