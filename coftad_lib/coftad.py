@@ -156,9 +156,9 @@ class COFTADConfig:
 class COFTAD(FeatureDetector):
     """COntrastive Fine-Tuning for few-shot Anomaly Detection.
 
-    On a CPU the default sizes are :data:`SETTINGS` ["cpu"] (128 px, 40 steps, batch 16: ~100 s of
-    one core's CPU time for 5 shots, ~1 minute on 2 cores; AUROC at or above the pretrained
-    features on Flowers17 and MVTec bottle); on a GPU the paper's (224 px, 100 steps, batch 64,
+    On a CPU the default sizes are :data:`SETTINGS` ["cpu"] (128 px, 32 steps, batch 16: 51-58 s
+    for 5 shots on 2 quiet cores; mean AUROC over 3 seeds above the pretrained features on
+    Flowers17, +3.6, and on MVTec bottle, +0.4); on a GPU the paper's (224 px, 100 steps, batch 64, which also needs
     ~11 GB of RAM on a CPU). Pass ``settings="paper"`` for the paper's on any device
     (benchmarks/results/cpu_settings.md has the measurements).
 
