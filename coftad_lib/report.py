@@ -155,6 +155,27 @@ def _notebooks_section(root: Path) -> tuple[list[str], dict[str, str], set[str]]
     return lines + [""], missing, profiles
 
 
+#: the fine-tuning study's written verdict (issue 11), relative to the repository root
+STUDY_VERDICT = Path("benchmarks") / "results" / "study" / "VERDICT.md"
+
+
+def _study_section(root: Path) -> list[str]:
+    """The short answer of the fine-tuning study (beyond the paper), when its VERDICT.md exists.
+
+    The study runs outside the notebook series (``benchmarks/study_fine_tuning.py``; rendered by
+    notebook 18), so the report quotes its committed verdict rather than recomputing it.
+    """
+    verdict = root.resolve().parent / STUDY_VERDICT
+    if not verdict.is_file():
+        return []
+    paras = [p.strip() for p in verdict.read_text().split("\n\n") if p.strip() and not p.startswith("#")]
+    if not paras:
+        return []
+    return ["## Beyond the paper: when does fine-tuning help?", "",
+            f"From `{STUDY_VERDICT.as_posix()}` (EfficientNet-Lite0, CPU protocols; notebook 18):", "",
+            " ".join(paras[0].split()), ""]
+
+
 def write_report(results_dir: str | os.PathLike = "results") -> Path:
     """Build ``<results_dir>/REPORT.md`` from the tables, figures and status files found there."""
     root = Path(results_dir)
@@ -168,7 +189,7 @@ def write_report(results_dir: str | os.PathLike = "results") -> Path:
     run_file = root / "runs" / "summary.json"
     roots = summary_roots(json.loads(run_file.read_text()).get("meta", {})) if run_file.exists() else {}
     lines += nb_lines + tab_lines + fig_lines + _differences_section(summaries, profiles)
-    lines += _failed_section(root, roots)
+    lines += _failed_section(root, roots) + _study_section(root)
     if missing:
         lines += ["## Missing datasets", "", "Paths are relative to the data root (DATA_ROOT) or PREP_DIR.", ""]
         lines += [f"- **{d}**: {relative_to_roots(msg, roots)}" for d, msg in sorted(missing.items())] + [""]
