@@ -21,10 +21,10 @@ import os
 import platform
 import statistics
 import sys
-import time
 
 import kornia.augmentation as K
 import torch
+from timing import timed  # benchmarks/ is on sys.path when this file runs as a script
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -67,16 +67,6 @@ def old_pair(preset: str, image_size: int, cutpaste_mode: str = "union") -> tupl
     pos = nn.Sequential(K.RandomAffine(degrees=5, translate=(0.05, 0.05), scale=(0.95, 1.05), p=1.0),
                         _old_blur(image_size, 0.5), K.RandomGrayscale(p=0.2))
     return pos, _old_cutpaste(cutpaste_mode)
-
-
-def _time(fn, device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0
 
 
 def _summary(ts: list[float]) -> tuple[float, float, float]:
@@ -125,7 +115,7 @@ def main() -> None:
                 fn()
             for _ in tqdm(range(args.repeats), desc=preset, leave=False):
                 for k, fn in cases.items():
-                    times[k].append(_time(fn, device))
+                    times[k].append(timed(fn, device))
         ref = _summary(times["lite0 forward"])[0]
         print(f"\n## preset {preset}")
         for k, ts in times.items():

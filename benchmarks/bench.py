@@ -16,9 +16,9 @@ Timing uses wall clock with CUDA synchronisation, after warm-up; it is a measure
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
+from timing import timed  # benchmarks/ is on sys.path when this file runs as a script
 
 from coftad_lib import COFTAD
 from coftad_lib.backbones import build_backbone
@@ -29,16 +29,8 @@ def _timeit(fn, device: torch.device, repeats: int) -> float:
     """Median seconds of ``fn()`` over ``repeats`` runs after two warm-ups."""
     for _ in range(2):
         fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
+    times = sorted(timed(fn, device) for _ in range(repeats))
+    return times[len(times) // 2]
 
 
 def bench_core(args: argparse.Namespace, device: torch.device) -> None:
@@ -80,11 +72,7 @@ def bench_methods(args: argparse.Namespace, device: torch.device) -> None:
     for name in args.methods.split(","):
         det = make_detector(name, backbone=args.backbone, image_size=args.image_size,
                             steps=args.fit_steps, batch_size=args.batch, device=str(device), progress=False)
-        t0 = time.perf_counter()
-        det.fit(shots)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t_fit = time.perf_counter() - t0
+        t_fit = timed(lambda det=det: det.fit(shots), device)
         t_score = _timeit(lambda det=det: det.score_samples(test), device, max(1, args.repeats // 2))
         print(f"{name:<12} {t_fit:8.2f} {len(test) / t_score:12.1f}")
 
