@@ -11,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from coftad_lib.datasets.synthetic import make_texture_arrays
+from coftad_lib.datasets.synthetic import write_texture_folder
 from coftad_lib.errors import COFTADInputError
 from coftad_lib.reproduce import cells as cells_mod
 from coftad_lib.reproduce import executors, get_profile, make_cell, run_cells
@@ -62,15 +61,7 @@ def local_ray():
 @pytest.fixture(scope="module")
 def folder_data(tmp_path_factory):
     """A folder dataset (train/, test/good/, test/defect/) of 32 px stripe textures."""
-    root = tmp_path_factory.mktemp("textures")
-    train, test, labels = make_texture_arrays(n_train=4, n_normal=8, n_anom=8, size=32)
-    for i, img in enumerate(train):
-        (root / "train").mkdir(exist_ok=True)
-        Image.fromarray(img).save(root / "train" / f"{i:02d}.png")
-    for i, (img, y) in enumerate(zip(test, labels, strict=True)):
-        sub = root / "test" / ("defect" if y else "good")
-        sub.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(img).save(sub / f"{i:02d}.png")
+    root = write_texture_folder(tmp_path_factory.mktemp("textures"), n_train=4, n_normal=8, n_anom=8, size=32)
     return root
 
 

@@ -7,10 +7,9 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
 from coftad_lib import study
-from coftad_lib.datasets.synthetic import make_texture_arrays
+from coftad_lib.datasets.synthetic import write_texture_folder
 from coftad_lib.errors import COFTADInputError
 
 
@@ -101,14 +100,7 @@ def test_drift_on_known_vectors():
 # -- end to end -----------------------------------------------------------------------------------
 @pytest.fixture
 def texture_folder(tmp_path):
-    train, test, labels = make_texture_arrays(n_train=4, n_normal=6, n_anom=6, size=32)
-    (tmp_path / "train").mkdir()
-    for i, img in enumerate(train):
-        Image.fromarray(img).save(tmp_path / "train" / f"{i}.png")
-    for i, (img, lab) in enumerate(zip(test, labels, strict=True)):
-        folder = tmp_path / "test" / ("defect" if lab else "good")
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(img).save(folder / f"{i}.png")
+    write_texture_folder(tmp_path, n_train=4, n_normal=6, n_anom=6, size=32)
     return tmp_path
 
 

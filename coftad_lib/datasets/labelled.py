@@ -276,9 +276,8 @@ def demo_user_data(data_root: str | os.PathLike | None, dest: str | os.PathLike,
     textures (:mod:`.synthetic`). Returns the CSV or the folder.
     """
     import numpy as np
-    from PIL import Image
 
-    from .synthetic import make_texture_arrays
+    from .synthetic import write_texture_folder
 
     out = Path(dest)
     bottle = Path(data_root) / "mvtec_ad" / "bottle" if data_root else None
@@ -296,12 +295,8 @@ def demo_user_data(data_root: str | os.PathLike | None, dest: str | os.PathLike,
             w.writerow(["path", "label", "kind", "split"])
             w.writerows([os.path.relpath(p, out), y, k, s] for p, y, k, s in rows)
         return csv_path
-    folder = out / "generated"
-    train, test, labels = make_texture_arrays(n_train, max_normal or 20, 2 * (max_per_kind or 10), size=64, seed=seed)
-    for i, a in enumerate(train):
-        _save_png(a, folder / "train" / f"normal_{i:03d}.png", Image)
-    for i, (a, y) in enumerate(zip(test, labels, strict=True)):
-        _save_png(a, folder / "test" / ("red_square" if y else "good") / f"test_{i:03d}.png", Image)
+    folder = write_texture_folder(out / "generated", n_train, max_normal or 20, 2 * (max_per_kind or 10),
+                                  size=64, seed=seed, defect="red_square")
     return folder
 
 
@@ -309,11 +304,6 @@ def _draw(items: list[Path], n: int | None, rng) -> list[Path]:
     n = len(items) if n is None else min(n, len(items))
     idx = sorted(rng.choice(len(items), size=n, replace=False).tolist())
     return [items[i] for i in idx]
-
-
-def _save_png(arr, path: Path, image_module) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image_module.fromarray(arr).save(path)
 
 
 __all__ = ["DEFAULT_CSV_SHOTS", "LabelRows", "UnreadableImagesError", "check_readable", "demo_user_data", "expand_inputs", "find_user_images",

@@ -9,6 +9,7 @@ datasets; nothing measured on it says anything about the paper's numbers.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -55,6 +56,25 @@ def make_texture_arrays(n_train: int = 6, n_normal: int = 20, n_anom: int = 20, 
     test = np.concatenate([to_u8(normal), to_u8(anom)])
     labels = np.array([0] * n_normal + [1] * n_anom, dtype=np.int64)
     return to_u8(train), test, labels
+
+
+def write_texture_folder(root: str | os.PathLike, n_train: int = 6, n_normal: int = 20, n_anom: int = 20,
+                         size: int = 64, seed: int = 0, defect: str = "defect") -> Path:
+    """Write :func:`make_texture_arrays` as a folder dataset: ``train/``, ``test/good/``, ``test/<defect>/``.
+
+    The layout of :mod:`coftad_lib.datasets.folder` and of a user's data; PNG files ``NNN.png``.
+    Returns ``root``.
+    """
+    from PIL import Image
+
+    root = Path(root)
+    train, test, labels = make_texture_arrays(n_train, n_normal, n_anom, size=size, seed=seed)
+    items = [(root / "train", a) for a in train]
+    items += [(root / "test" / (defect if y else "good"), a) for a, y in zip(test, labels, strict=True)]
+    for i, (folder, arr) in enumerate(items):
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(arr).save(folder / f"{i:03d}.png")
+    return root
 
 
 def load(root: str | os.PathLike | None = None, shots: int = 5, seed: int = 0, *, task: str = "stripes",
