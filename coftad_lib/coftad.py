@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 
 from .backbones import Backbone, build_backbone
 from .detector import FeatureDetector
-from .device import resolve_device
+from .device import place, resolve_device
 from .errors import COFTADInputError
 from .training import SETTINGS, fit_backbone
 
@@ -193,7 +193,7 @@ class COFTAD(FeatureDetector):
         """Fine-tune a copy of the pretrained backbone on (k, 3, S, S) shots with Eq. 6."""
         if not self.config.fine_tunes:
             self.history = []
-            return copy.deepcopy(self._pretrained_net).to(self.device)
+            return place(copy.deepcopy(self._pretrained_net), self.device)
         net, self.history = fit_backbone(self.config, self._pretrained_net, shots, self.augment,
                                          self.generator, progress=self.progress)
         return net

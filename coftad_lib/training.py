@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .backbones import Backbone
 from .byol import ema_lists, ema_update, mlp_head
-from .device import autocast, memory_format
+from .device import autocast, memory_format, place
 from .losses import byol_loss, cross_instance_loss, fixed_center_loss, negative_pair_loss
 
 # A fit whose estimate (timed over its first steps) is longer than this prints a one-line hint.
@@ -91,8 +91,8 @@ def build_fit_modules(config: Any, pretrained_net: Backbone, shots: torch.Tensor
         pretrained_net: the starting backbone (left untouched).
         shots: (k, 3, S, S) on ``device``; used for the fixed centre only.
     """
-    # channels_last on CUDA (faster cuDNN kernels for bf16 convolutions); contiguous on CPU.
-    online = copy.deepcopy(pretrained_net).to(device, memory_format=memory_format(device))
+    # channels_last on every device (faster convolutions on cuDNN and oneDNN; see device.memory_format).
+    online = place(copy.deepcopy(pretrained_net), device)
     freeze_early_stages(online, config.train_stages)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)

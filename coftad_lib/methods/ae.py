@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from tqdm.auto import trange
 
-from ..device import autocast
+from ..device import autocast, place
 from ..errors import COFTADInputError
 from ..images import Images
 from .base import BaseDetector
@@ -152,7 +152,7 @@ class AutoencoderDetector(BaseDetector):
         """Train the autoencoder on (k, 3, S, S) shots, ``steps`` Adam steps of augmented batches."""
         shots = self.to_batch(images)
         with self.seeded():
-            net = _Autoencoder(self.net_size, self.latent_dim).to(self.device)
+            net = place(_Autoencoder(self.net_size, self.latent_dim), self.device)
             opt = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
             net.train()
             self.history = []

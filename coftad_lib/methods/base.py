@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from ..augment import make_augmentations
 from ..backbones import Backbone, build_backbone
 from ..detector import Detector, seeded
-from ..device import autocast, memory_format, resolve_device
+from ..device import autocast, memory_format, place, resolve_device
 from ..errors import COFTADInputError
 from ..images import Images, images_to_tensor
 
@@ -60,7 +60,7 @@ class BaseDetector(Detector):
         """A fresh copy of the ImageNet-initialised backbone on the device."""
         import copy
 
-        return copy.deepcopy(self._initial_backbone).to(self.device)
+        return place(copy.deepcopy(self._initial_backbone), self.device)
 
     def to_batch(self, images: Images) -> torch.Tensor:
         """Images -> (N, 3, S, S) float in [0, 1] on the device."""

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from ..backbones import Backbone
 from ..density import GaussianDensity
 from ..detector import seeded
+from ..device import memory_format
 from ..errors import COFTADInputError
 from ..images import Images, images_to_tensor
 
@@ -283,7 +284,7 @@ def patch_features(backbone: Backbone, images: torch.Tensor, *, pool: int = 3,
     device = next(backbone.parameters()).device
     out = []
     for i in range(0, len(images), batch_size):
-        xb = images[i : i + batch_size].to(device)
+        xb = images[i : i + batch_size].to(device, memory_format=memory_format(device))
         with torch.autocast(device.type, enabled=False):
             maps = backbone.feature_maps(xb.float())
         maps = [F.avg_pool2d(m.float(), pool, stride=1, padding=pool // 2, count_include_pad=count_include_pad)

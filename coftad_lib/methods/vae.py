@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from tqdm.auto import trange
 
-from ..device import autocast
+from ..device import autocast, place
 from ..errors import COFTADInputError
 from ..images import Images
 from .ae import bergmann_decoder, bergmann_encoder, net_size, resize_to
@@ -96,7 +96,7 @@ class VAEDetector(BaseDetector):
         shots = self.to_batch(images)
         n_pix = 3 * self.net_size**2
         with self.seeded():
-            net = _ConvVAE(self.net_size, self.latent_dim).to(self.device)
+            net = place(_ConvVAE(self.net_size, self.latent_dim), self.device)
             opt = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
             net.train()
             self.history = []
