@@ -19,6 +19,7 @@ from coftad_lib.errors import COFTADInputError, DatasetNotFoundError
 from coftad_lib.paper_values import ABLATION_ROWS, paper_value
 from coftad_lib.reproduce import cells as cells_mod
 from coftad_lib.reproduce import get_profile, record_status, run_cell, run_cells
+from coftad_lib.reproduce import rescored_runs as rr
 from coftad_lib.reproduce import table_runs as tr
 
 REPO = Path(__file__).resolve().parents[1]
@@ -166,7 +167,7 @@ def test_run_imbalanced_equals_imbalanced_cells_with_one_fit(tmp_path, fakes):
     prof = _profile(IX={"n_normal": 25})
     cells = tr.table_cells("IX", "semicon", ["coftad", "ae"], prof, [0, 3])
     counts = [2, 5, 20]
-    df = tr.run_imbalanced(cells, tmp_path / "data", tmp_path / "cache", prof, counts, 25)
+    df = rr.run_imbalanced(cells, tmp_path / "data", tmp_path / "cache", prof, counts, 25)
     assert fakes.fits == len(cells)  # fitted once per cell, not once per anomaly count
     assert list(df["setting"].unique()) == ["2 anomalies", "5 anomalies", "20 anomalies"]
     assert len(df) == len(cells) * len(counts) and (df["status"] == "ok").all()
@@ -177,12 +178,12 @@ def test_run_imbalanced_equals_imbalanced_cells_with_one_fit(tmp_path, fakes):
             got = df[(df["detector"] == cell.method) & (df["seed"] == cell.seed) & (df["setting"] == f"{n} anomalies")]
             assert got["auroc"].item() == pytest.approx(want, abs=1e-12)
     with pytest.raises(COFTADInputError, match="imbalanced"):
-        tr.run_imbalanced([ref], tmp_path / "data", tmp_path / "cache", prof, counts, 25)
+        rr.run_imbalanced([ref], tmp_path / "data", tmp_path / "cache", prof, counts, 25)
 
 
 def test_run_imbalanced_reports_missing_data(tmp_path, fakes):
     cells = tr.table_cells("IX", "semicon", ["coftad"], "smoke", [0], follow_paper=False)
-    df = tr.run_imbalanced(cells, tmp_path / "absent", tmp_path / "cache", "smoke", [5, 10], 10)
+    df = rr.run_imbalanced(cells, tmp_path / "absent", tmp_path / "cache", "smoke", [5, 10], 10)
     assert list(df["status"]) == ["missing", "missing"] and df["auroc"].isna().all()
     assert "not here" in df["message"].iloc[0]
 
@@ -196,9 +197,9 @@ def test_run_scorer_table_fits_once_scores_all_and_caches(tmp_path, fakes, monke
         s = det.score_samples(test)
         return {"knn": -s, "iforest": s + 0.0}  # knn ranks the opposite way: AUROC 1 - a
 
-    monkeypatch.setattr(tr, "_score_with", fake_score_with)
+    monkeypatch.setattr(rr, "_score_with", fake_score_with)
     scorers = ["gaussian", "knn", "iforest"]
-    df = tr.run_scorer_table("VIII", "flowers17", ["pretrained", "coftad"], scorers, "smoke", [0, 1],
+    df = rr.run_scorer_table("VIII", "flowers17", ["pretrained", "coftad"], scorers, "smoke", [0, 1],
                              tmp_path / "data", tmp_path / "cache")
     assert fakes.fits == 4 and calls == [["knn", "iforest"]] * 4
     assert len(df) == 2 * 2 * 3 and list(df["setting"].unique()) == scorers
@@ -210,17 +211,17 @@ def test_run_scorer_table_fits_once_scores_all_and_caches(tmp_path, fakes, monke
         cell = tr.table_cells("VIII", "flowers17", [method], "smoke", [seed], follow_paper=False)[0]
         assert run_cell(cell, tmp_path / "data", tmp_path / "cells", "smoke")["auroc"] == pytest.approx(a["gaussian"])
     fits = fakes.fits
-    again = tr.run_scorer_table("VIII", "flowers17", ["pretrained", "coftad"], scorers, "smoke", [0, 1],
+    again = rr.run_scorer_table("VIII", "flowers17", ["pretrained", "coftad"], scorers, "smoke", [0, 1],
                                 tmp_path / "data", tmp_path / "cache")
     assert fakes.fits == fits and len(calls) == 4  # from the cache
     pd.testing.assert_series_equal(again["auroc"], df["auroc"])
     cached_files = sorted((tmp_path / "cache" / "misc").iterdir())
-    missing = tr.run_scorer_table("VIII", "flowers17", ["coftad"], scorers, "smoke", [7], tmp_path / "absent",
+    missing = rr.run_scorer_table("VIII", "flowers17", ["coftad"], scorers, "smoke", [7], tmp_path / "absent",
                                   tmp_path / "cache")
     assert (missing["status"] == "missing").all() and len(missing) == 3
     assert sorted((tmp_path / "cache" / "misc").iterdir()) == cached_files  # missing data is not cached
     with pytest.raises(COFTADInputError, match="empty"):
-        tr.run_scorer_table("VIII", "flowers17", ["coftad"], [], "smoke", [0], tmp_path, tmp_path / "c")
+        rr.run_scorer_table("VIII", "flowers17", ["coftad"], [], "smoke", [0], tmp_path, tmp_path / "c")
 
 
 def test_run_n_aug_table_sets_n_aug_for_each_column(tmp_path, fakes, monkeypatch):
@@ -232,8 +233,8 @@ def test_run_n_aug_table_sets_n_aug_for_each_column(tmp_path, fakes, monkeypatch
         s = det.score_samples(test)
         return {"gaussian": -s if det.n_aug == 1 else s}
 
-    monkeypatch.setattr(tr, "_score_with", fake_score_with)
-    df = tr.run_n_aug_table("X", "flowers17", ["coftad", "coftad_np"], [1, 5, 20], "smoke", [0],
+    monkeypatch.setattr(rr, "_score_with", fake_score_with)
+    df = rr.run_n_aug_table("X", "flowers17", ["coftad", "coftad_np"], [1, 5, 20], "smoke", [0],
                             tmp_path / "data", tmp_path / "cache")
     assert fakes.fits == 2 and seen == [1, 5, 20, 1, 5, 20]
     for _, g in df.groupby("method"):
@@ -241,20 +242,20 @@ def test_run_n_aug_table_sets_n_aug_for_each_column(tmp_path, fakes, monkeypatch
         assert list(a.index) == ["N_A=1", "N_A=5", "N_A=20"]
         assert a["N_A=1"] == pytest.approx(1 - a["N_A=5"]) and a["N_A=5"] == a["N_A=20"]
     with pytest.raises(COFTADInputError, match="n_aug"):
-        tr.run_n_aug_table("X", "flowers17", ["coftad"], [0], "smoke", [0], tmp_path, tmp_path / "c")
+        rr.run_n_aug_table("X", "flowers17", ["coftad"], [0], "smoke", [0], tmp_path, tmp_path / "c")
 
 
 def test_run_rescored_rejects_bad_score_fns_without_caching(tmp_path, fakes):
     cells = tr.table_cells("X", "flowers17", ["coftad"], "smoke", [0], follow_paper=False)
-    df = tr.run_rescored(cells, ["a", "b"], lambda det, task: {"a": det.score_samples(task.test)},
+    df = rr.run_rescored(cells, ["a", "b"], lambda det, task: {"a": det.score_samples(task.test)},
                          tmp_path / "data", tmp_path / "cache", "smoke", name="partial")
     assert set(df["status"]) == {"failed"} and df["message"].str.contains("no scores").all()
-    df = tr.run_rescored(cells, ["a"], lambda det, task: {"a": det.score_samples(task.test)[:3]},
+    df = rr.run_rescored(cells, ["a"], lambda det, task: {"a": det.score_samples(task.test)[:3]},
                          tmp_path / "data", tmp_path / "cache", "smoke", name="short")
     assert list(df["status"]) == ["failed"] and "test items" in df["message"].iloc[0]
     assert df["auroc"].isna().all()
     with pytest.raises(COFTADInputError, match="test items"):  # strict: the error itself
-        tr.run_rescored(cells, ["a"], lambda det, task: {"a": det.score_samples(task.test)[:3]},
+        rr.run_rescored(cells, ["a"], lambda det, task: {"a": det.score_samples(task.test)[:3]},
                         tmp_path / "data", tmp_path / "cache", "smoke", name="short", strict=True)
     assert not (tmp_path / "cache" / "misc").exists()  # nothing cached from a failed scoring
 
@@ -277,15 +278,15 @@ class SavableFake(FakeDetector):
 
 def test_tables_VIII_and_X_share_one_fit_of_a_savable_detector(tmp_path, fakes, monkeypatch):
     monkeypatch.setattr(cells_mod, "_make_detector", lambda method, **kw: SavableFake(**kw))
-    monkeypatch.setattr(tr, "_score_with", lambda det, scorers, train, test, scorer_kwargs=None:
+    monkeypatch.setattr(rr, "_score_with", lambda det, scorers, train, test, scorer_kwargs=None:
                         {s: det.score_samples(test) for s in scorers})
-    df8 = tr.run_scorer_table("VIII", "flowers17", ["coftad"], ["gaussian", "knn"], "smoke", [0],
+    df8 = rr.run_scorer_table("VIII", "flowers17", ["coftad"], ["gaussian", "knn"], "smoke", [0],
                               tmp_path / "data", tmp_path / "cache")
     assert fakes.fits == 1
     cell = tr.table_cells("X", "flowers17", ["coftad"], "smoke", [0], follow_paper=False)[0]
-    assert (tr.model_dir(tmp_path / "cache", cell, "smoke") / "config.json").is_file()
+    assert (rr.model_dir(tmp_path / "cache", cell, "smoke") / "config.json").is_file()
     assert not list((tmp_path / "cache" / "models").glob(".*.tmp"))
-    df10 = tr.run_n_aug_table("X", "flowers17", ["coftad"], [1, 5], "smoke", [0], tmp_path / "data", tmp_path / "cache")
+    df10 = rr.run_n_aug_table("X", "flowers17", ["coftad"], [1, 5], "smoke", [0], tmp_path / "data", tmp_path / "cache")
     assert fakes.fits == 1  # Table X loaded Table VIII's fitted model
     assert df10["auroc"].tolist() == pytest.approx([df8["auroc"].iloc[0]] * 2)
 
@@ -300,8 +301,8 @@ def test_fitted_detector_saves_and_reloads_a_real_pretrained_detector(tmp_path):
     task = FewShotTask(dataset="flowers17", name="t", train=rng.integers(0, 255, (3, 32, 32, 3), dtype=np.uint8),
                        test=rng.integers(0, 255, (4, 32, 32, 3), dtype=np.uint8), test_labels=[0, 0, 1, 1],
                        test_kinds=["n", "n", "a", "a"], train_ids=["a", "b", "c"], test_ids=["1", "2", "3", "4"])
-    first = tr.fitted_detector(cell, task, tmp_path, prof)
-    again = tr.fitted_detector(cell, task, tmp_path, prof)
+    first = rr.fitted_detector(cell, task, tmp_path, prof)
+    again = rr.fitted_detector(cell, task, tmp_path, prof)
     assert type(again) is type(first) and again is not first
     np.testing.assert_allclose(again.score_samples(task.test), first.score_samples(task.test), rtol=1e-5)
     knn = score_with(again, ["knn"], task.train, task.test)["knn"]
@@ -361,7 +362,7 @@ def test_failed_cells_show_in_the_table_and_in_rescored_and_imbalanced_runs(tmp_
     assert "[1/2 seeds, 1 failed]" in md and "## Failed cells" in md and "out of memory in the bank" in md
     one = df[df["seed"] == 1]
     assert "failed (paper" in tr.write_results(one, "I", tmp_path / "out1", columns=("task",)).read_text()
-    ix = tr.run_imbalanced(tr.table_cells("IX", "semicon", ["coftad"], "smoke", [1]), tmp_path / "data",
+    ix = rr.run_imbalanced(tr.table_cells("IX", "semicon", ["coftad"], "smoke", [1]), tmp_path / "data",
                            tmp_path / "cache", "smoke", [5, 10], 30)
     assert list(ix["status"]) == ["failed", "failed"] and ix["auroc"].isna().all()
 

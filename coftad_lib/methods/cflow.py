@@ -18,7 +18,7 @@ from ..device import autocast, memory_format
 from ..errors import COFTADInputError
 from ..images import Images, images_to_tensor
 from .base import BaseDetector
-from .scorers import _numpy_seeded
+from .scorer_base import _numpy_seeded
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 SCORE_MODES = ("cflow", "nll")

@@ -16,13 +16,13 @@ import torch.nn.functional as F
 from ..errors import COFTADInputError
 from ..images import Images
 from .base import BaseDetector
-from .scorers import PatchCoreScorer, patch_features
+from .patch_bank import PatchCoreScorer, patch_features
 
 
 class PatchCoreDetector(BaseDetector):
     """PatchCore [8]: nearest-neighbour distance of test patches to the shots' patch bank.
 
-    Patch features are :func:`~coftad_lib.methods.scorers.patch_features` of the frozen pretrained
+    Patch features are :func:`~coftad_lib.methods.patch_bank.patch_features` of the frozen pretrained
     backbone (two mid-level maps, 3x3 local averaging, upsampled and concatenated). The image score
     is the largest distance of any test patch to its nearest bank patch (Eq. 6 of [8], without the
     re-weighting). ``steps``, ``batch_size`` and ``lr`` are accepted for a common interface and
@@ -37,7 +37,7 @@ class PatchCoreDetector(BaseDetector):
             dimensions (our addition, off by default) to shrink the bank.
         pool: local neighbourhood size p ([8]: 3).
         count_include_pad: border neighbourhoods average over the zero padding too (True, as [8]
-            and anomalib; see :func:`~coftad_lib.methods.scorers.patch_features` for why it matters).
+            and anomalib; see :func:`~coftad_lib.methods.patch_bank.patch_features` for why it matters).
         n_aug: positively augmented copies of the shots added to the bank. [8] uses none (0,
             default); > 0 is a few-shot variant that fills the bank with plausible normal shifts.
         chunk_elems: bound on distances computed at once (memory cap).

@@ -58,6 +58,7 @@ _NB_FIG = re.compile(r"^\d\d_(fig\d)_")
 def notebook_cells(nb_path: Path, profile: str | Mapping[str, Any], seeds: Sequence[int]) -> list[Cell] | None:
     """The cells notebook ``nb_path`` asks for (one per fit), built as the notebook builds them; None
     for notebooks without cells (tour, data preparation). Reads METHODS / EXTRACTORS from its parameters."""
+    from . import rescored_runs as rr
     from . import table_runs as tr
     from .figure_runs import figure_cells
     from .notebook_params import parameters_source
@@ -83,7 +84,7 @@ def notebook_cells(nb_path: Path, profile: str | Mapping[str, Any], seeds: Seque
     if table == "VI":
         return tr.ablation_cells(profile, seeds)
     if table in ("VIII", "X"):
-        return tr._one_setting_cells(table, dataset, methods, profile, seeds, None, None)
+        return rr._one_setting_cells(table, dataset, methods, profile, seeds, None, None)
     return tr.table_cells(table, dataset, methods, profile, seeds)
 
 
