@@ -83,6 +83,9 @@ def test_evaluate_folder_writes_report(data, tmp_path, capsys):
     assert "| PatchCore |" in text and "| ImageNet Pretrained |" in text
     rows = list(csv.DictReader(open(rep / "scores.csv")))
     assert len(rows) == 8 and {"pretrained", "patchcore", "label", "kind"} <= set(rows[0])
+    # paths relative to the data folder: the CSV does not carry this machine's folders
+    assert all(not Path(r["path"]).is_absolute() and (Path(data) / r["path"]).is_file() for r in rows)
+    assert str(tmp_path) not in (rep / "scores.csv").read_text()
 
 
 def test_evaluate_csv_relative_to_csv(data, tmp_path, capsys):
