@@ -128,3 +128,16 @@ def test_tiny_study_end_to_end_resumes_from_cache(texture_folder, tmp_path, monk
     assert not study.is_cached(fam2, "stripes", 4, 0, configs[1][1], cache)
     with pytest.raises(pytest.fail.Exception):
         study.run_unit(fam2, "stripes", 4, 0, "base", configs[1][1], texture_folder, cache)
+
+
+def test_verdict_compares_a_weaker_start_with_that_start():
+    df = _frame({"pretrained": {0: [60, 70], 1: [62, 72]},                # 65, 67
+                 "start:pretrained=False": {0: [40, 50], 1: [41, 51]},    # 45, 46
+                 "random_init": {0: [50, 50], 1: [50, 52]}})              # 50, 51
+    df.loc[df.config == "random_init", "start"] = "start:pretrained=False"
+    df.loc[df.config == "start:pretrained=False", "start"] = "start:pretrained=False"
+    t = study.verdict(df, ["random_init", "start:pretrained=False"]).set_index("config")
+    assert t.loc["random_init", "reference"] == "start:pretrained=False"
+    assert t.loc["random_init", "diff"] == pytest.approx(5.0)            # its gain over its own start
+    assert t.loc["start:pretrained=False", "reference"] == "pretrained"
+    assert t.loc["start:pretrained=False", "diff"] == pytest.approx(-20.5)
