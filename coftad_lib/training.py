@@ -36,10 +36,11 @@ SLOW_FIT_S = 60.0
 #: "paper": 224 px (ResNet's ImageNet size), 100 steps, batch 64 (Sec. IV-C).
 #: "cpu": a 5-shot Lite0 fit in under a minute on 2 CPU cores. Measured on a quiet 2-core machine
 #: (benchmarks/results/cpu_settings.md, 5 shots, w/o np, seeds 0-2): 32 steps took 51-58 s per fit
-#: (40 steps: 56-68 s); AUROC at 32 steps vs 40 steps vs pretrained (128 px): Flowers17 Daffodil/Tulip
-#: 88.5 vs 89.4 vs 84.9, MVTec bottle 97.0 vs 97.4 vs 96.6. The 224 px / 100 step / batch 64
-#: reference did not fit in the shared machine's memory (~11 GB), so "within 1 point of it" is not
-#: verified (the one comparable seed, Flowers seed 0 on an H200: 90.6 vs 88.6 here).
+#: (40 steps: 56-68 s), and 56-63 s on ONE core since channels_last on CPU (device.memory_format).
+#: AUROC at 32 steps vs 40 steps vs pretrained (128 px): Flowers17 Daffodil/Tulip 88.5 vs 89.4 vs
+#: 84.9, MVTec bottle 97.0 vs 97.4 vs 96.6. The 224 px / 100 step / batch 64 reference did not fit
+#: in the shared machine's memory (~11 GB), so "within 1 point of it" is not verified
+#: (the one comparable seed, Flowers seed 0 on an H200: 90.6 vs 88.6 here).
 SETTINGS: dict[str, dict[str, int]] = {
     "paper": {"image_size": 224, "steps": 100, "batch_size": 64},
     "cpu": {"image_size": 128, "steps": 32, "batch_size": 16},
