@@ -9,7 +9,7 @@ import torch
 from coftad_lib.errors import COFTADInputError
 from coftad_lib.methods import METHODS, QUOTED, SCORERS, display_name, make_detector, make_scorer
 from coftad_lib.methods.cflow import positional_encoding_2d
-from coftad_lib.methods.scorers import greedy_coreset
+from coftad_lib.methods.patch_bank import greedy_coreset
 from coftad_lib.metrics import auroc
 
 COMMON = dict(backbone="efficientnet_lite0", image_size=48, steps=3, batch_size=4, lr=1e-3,

@@ -7,6 +7,7 @@ Example::
     scores = det.score_samples(task.test)
 """
 
+from .patch_bank import patch_features
 from .registry import (
     COMMON_KWARGS,
     METHODS,
@@ -20,7 +21,7 @@ from .registry import (
     make_scorer,
     method_class,
 )
-from .scorers import Scorer, patch_features, score_with
+from .scorers import Scorer, score_with
 
 __all__ = ["COMMON_KWARGS", "METHODS", "QUOTED", "SCORERS", "MethodSpec", "QuotedResult", "Scorer",
            "display_name", "is_available", "make_detector", "make_scorer", "method_class",

@@ -26,8 +26,8 @@ from ..density import GaussianDensity
 from ..detector import seeded
 from ..errors import COFTADInputError
 from ..images import Images, images_to_tensor
-from .patch_bank import PatchCoreScorer, _as_patches, greedy_coreset, patch_features  # noqa: F401  (re-exported)
-from .scorer_base import FeatureArray, Scorer, _as_matrix, _l2n, _numpy_seeded  # noqa: F401  (re-exported)
+from .patch_bank import PatchCoreScorer, patch_features
+from .scorer_base import FeatureArray, Scorer, _as_matrix, _l2n, _numpy_seeded
 
 SCORERS = ("gaussian", "knn", "iforest", "dif", "patchcore")
 PATCH_SCORERS = ("patchcore",)
