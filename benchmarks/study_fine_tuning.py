@@ -65,12 +65,8 @@ def plan_units(args: argparse.Namespace, fam: study.Protocol) -> list[tuple]:
     else:
         tasks, shots = fam.tasks, fam.shots
         names = args.configs.split(",") if args.configs else best_from_screen(args.out, args.screen_family or fam.family)
-        configs = [(n, study.config_of(n)) for n in ["pretrained", *[n for n in names if n != "pretrained"]]]
         # each configuration's own start (random init, an earlier block) runs too, as in the screen
-        for n, cfg in list(configs):
-            start = study.baseline_of(cfg)
-            if all(c != start for _, c in configs):
-                configs.insert(configs.index((n, cfg)), (study.baseline_name(start), start))
+        configs = study.with_starts([(n, study.config_of(n)) for n in ["pretrained", *[n for n in names if n != "pretrained"]]])
     if args.stage == "screen":  # configuration-major: a cut screen has its first rows on every task
         return [(t, k, s, n, c) for n, c in configs for s in seeds for t in tasks for k in shots]
     return [(t, k, s, n, c) for s in seeds for t in tasks for k in shots for n, c in configs]

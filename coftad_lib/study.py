@@ -128,21 +128,22 @@ def baseline_of(config: Mapping[str, Any]) -> dict[str, Any]:
     return {**BASE, **{k: v for k, v in config.items() if k in START_KEYS}, "steps": 0}
 
 
+def with_starts(configs: Sequence[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """``configs`` with each one's start (:func:`baseline_of`) just before it, every config once."""
+    plan: list[tuple[str, dict[str, Any]]] = []
+    for name, cfg in configs:
+        start = baseline_of(cfg)
+        for item in ((baseline_name(start), start), (name, cfg)):
+            if all(c != item[1] for _, c in plan):
+                plan.append(item)
+    return plan
+
+
 def screen_plan(fam: str, grid: Mapping[str, Mapping[str, Any]] | None = None) -> list[tuple[str, dict[str, Any]]]:
     """(name, config) to screen, runnable rows only, each preceded by its baseline when new."""
     grid = GRID if grid is None else grid
-    plan: list[tuple[str, dict[str, Any]]] = []
-    seen: list[dict[str, Any]] = []
-    for name in grid:
-        cfg = config_of(name, grid)
-        if available(cfg) is not None:
-            continue
-        base = baseline_of(cfg)
-        if base not in seen:
-            seen.append(base)
-            plan.append((baseline_name(base), base))
-        plan.append((name, cfg))
-    return plan
+    rows = [(name, config_of(name, grid)) for name in grid]
+    return with_starts([(n, c) for n, c in rows if available(c) is None])
 
 
 def baseline_name(base: Mapping[str, Any]) -> str:

@@ -134,20 +134,21 @@ class Evaluation:
         ``path`` is relative to :attr:`source` when that is the folder the images are in, so the
         CSV reads the same on every machine (and does not show the home folder of the one that ran it).
         """
-        df = pd.DataFrame({"id": self.task.test_ids, "path": [self._shown_path(p) for p in self.task.test],
+        base = None
+        if self.source:  # a CSV list: paths are read relative to its folder
+            base = (Path(self.source).parent if Path(self.source).is_file() else Path(self.source)).resolve()
+        df = pd.DataFrame({"id": self.task.test_ids, "path": [self._shown_path(p, base) for p in self.task.test],
                            "label": self.labels, "kind": self.task.test_kinds})
         for name, run in self.runs.items():
             df[name] = run.scores
         return df
 
-    def _shown_path(self, item: Any) -> str:
-        """``item`` relative to :attr:`source` (a folder, or a CSV file's folder) when it lies below it, else as given."""
-        if not self.source or not isinstance(item, (str, os.PathLike)):
+    def _shown_path(self, item: Any, base: Path | None) -> str:
+        """``item`` relative to ``base`` when it is a file below it, else as given."""
+        if base is None or not isinstance(item, (str, os.PathLike)):
             return str(item)
-        base = Path(self.source)
-        base = base.parent if base.is_file() else base  # a CSV list: paths are read relative to its folder
         try:
-            return Path(item).resolve().relative_to(base.resolve()).as_posix()
+            return Path(item).resolve().relative_to(base).as_posix()
         except (ValueError, OSError):
             return str(item)
 
