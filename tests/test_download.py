@@ -32,24 +32,27 @@ class _Server:
             def do_GET(self):
                 data = server.files.get(self.path)
                 rng = self.headers.get("Range")
+                # Each request is logged before its response goes out: the client may assert on the
+                # log as soon as it has the response, while this thread would still be writing.
                 if data is None:
+                    server.log.append((self.path, rng, 404, 0))
                     self.send_response(404)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
-                    server.log.append((self.path, rng, 404, 0))
                     return
                 status, body = 200, data
                 m = re.fullmatch(r"bytes=(\d+)-", rng or "")
                 if m and not server.ignore_range:
                     start = int(m.group(1))
                     if start >= len(data):
+                        server.log.append((self.path, rng, 416, 0))
                         self.send_response(416)
                         self.send_header("Content-Range", f"bytes */{len(data)}")
                         self.send_header("Content-Length", "0")
                         self.end_headers()
-                        server.log.append((self.path, rng, 416, 0))
                         return
                     status, body = 206, data[start:]
+                server.log.append((self.path, rng, status, len(body)))
                 self.send_response(status)
                 if status == 206:
                     self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
@@ -57,7 +60,6 @@ class _Server:
                 self.send_header("Accept-Ranges", "bytes")
                 self.end_headers()
                 self.wfile.write(body)
-                server.log.append((self.path, rng, status, len(body)))
 
             def log_message(self, *args):
                 pass
