@@ -1,11 +1,14 @@
-"""Shared fixtures: a generated texture task and the location of the optional real data."""
+"""Shared fixtures: a generated texture task, float64 networks, and the location of the optional real data."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 
+import coftad_lib.training as training
 from coftad_lib.datasets.synthetic import make_texture_arrays
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -15,3 +18,26 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 def texture_task():
     """Stripe textures; anomalies carry a bright square defect: (train, test, labels) uint8 arrays."""
     return make_texture_arrays()
+
+
+class _ToDefaultDtype(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(torch.get_default_dtype())
+
+
+@pytest.fixture(scope="module")
+def float64():
+    """Networks built in float64: backbones (default dtype) and heads (they cast their input).
+
+    Packed and lone fits are compared in float64 because a few-step float32 Adam fit is chaotic at
+    rounding level (tests/test_packed.py's docstring).
+    """
+    real_head = training.mlp_head
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(training, "mlp_head", lambda *a: nn.Sequential(_ToDefaultDtype(), *real_head(*a)))
+        old = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float64)
+        try:
+            yield
+        finally:
+            torch.set_default_dtype(old)

@@ -154,8 +154,8 @@ def test_same_key_in_two_tables_runs_once(folder_data, tmp_path, monkeypatch):
     a = make_cell("I", "folder", "textures", 4, "pretrained", 0, prof)
     b = make_cell("fig5", "folder", "textures", 4, "pretrained", 0, prof, label="fig5-row")
     calls = []
-    real = executors.compute_outcome
-    monkeypatch.setattr(executors, "compute_outcome", lambda *a: calls.append(a) or real(*a))
+    real = executors.compute_pack
+    monkeypatch.setattr(executors, "compute_pack", lambda *a: calls.append(a) or real(*a))
     ra, rb = LocalExecutor().run([a, b], folder_data, tmp_path, prof, progress=False)
     assert len(calls) == 1 and ra["auroc"] == rb["auroc"] and (ra["table"], rb["table"]) == ("I", "fig5")
     assert rb["label"] == "fig5-row" and np.isfinite(ra["auroc"])

@@ -14,9 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
-import coftad_lib.training as training
 from coftad_lib import COFTAD, PretrainedDetector
 from coftad_lib.errors import COFTADInputError
 from coftad_lib.packed import fit_packed
@@ -26,25 +24,6 @@ TINY = dict(backbone="efficientnet_lite0", pretrained=False, image_size=32, step
 SEEDS = (0, 1, 2)
 RTOL_F64 = 1e-9  # scores and loss history, float64 networks
 ATOL_STEP0_F32 = 1e-5  # step-0 losses (mean cosines in [-1, 1]), float32 networks
-
-
-class _ToDefaultDtype(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.to(torch.get_default_dtype())
-
-
-@pytest.fixture(scope="module")
-def float64():
-    """Networks built in float64: backbones (default dtype) and heads (they cast their input)."""
-    real_head = training.mlp_head
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(training, "mlp_head", lambda *a: nn.Sequential(_ToDefaultDtype(), *real_head(*a)))
-        old = torch.get_default_dtype()
-        torch.set_default_dtype(torch.float64)
-        try:
-            yield
-        finally:
-            torch.set_default_dtype(old)
 
 
 def _shots(train):

@@ -5,6 +5,7 @@ Examples:
     python -m coftad_lib.reproduce --profile paper --only 01,04 --seeds 0,1,2 --strict
     python -m coftad_lib.reproduce --profile smoke --param STEPS=5 --data-root ../shared/data
     python -m coftad_lib.reproduce --profile paper --executor ray --address auto --gpus-per-cell 0.25
+    python -m coftad_lib.reproduce --profile paper --pack 8 --param backbone=efficientnet_lite0
     python -m coftad_lib.reproduce --profile paper --plan --plan-timings coftad_lib/reproduce/timings_h200.json
 """
 
@@ -64,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Ray cluster to join (auto = the one started with `ray start`); default: start a local Ray")
     p.add_argument("--gpus-per-cell", type=float, default=None,
                    help="GPU share of one cell with --executor ray (e.g. 0.25: four cells per GPU; default 0)")
+    p.add_argument("--pack", type=int, default=None, metavar="N",
+                   help="fit up to N COFT-AD cells that share backbone, size, steps and losses in one batched step "
+                        "(bn_mode eval; default 1 = each alone). For a GPU; slower on a CPU "
+                        "(benchmarks/results/packing_cpu.txt)")
     p.add_argument("--plan", action="store_true",
                    help="run nothing: print the cells each notebook needs, how many are cached, and the expected time")
     p.add_argument("--plan-timings", default=None, metavar="FILE",
@@ -86,7 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code, _ = run_series(args.profile, only=args.only, seeds=args.seeds, strict=args.strict,
                              data_root=args.data_root, prep_dir=args.prep_dir, out_dir=args.out, params=params,
                              notebooks_dir=args.notebooks, kernel_name=args.kernel, log_output=args.log_output,
-                             executor=args.executor, address=args.address, gpus_per_cell=args.gpus_per_cell)
+                             executor=args.executor, address=args.address, gpus_per_cell=args.gpus_per_cell,
+                             pack=args.pack)
     except COFTADInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

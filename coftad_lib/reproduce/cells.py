@@ -276,20 +276,30 @@ def compute_record(cell: Cell, data_root: str | os.PathLike | Mapping[str, Any],
         detector = _make_detector(cell.method, seed=cell.seed, **cell.method_kwargs)
         t0 = time.perf_counter()
         detector.fit(task.train)
-        fit_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        scores = np.asarray(detector.score_samples(task.test), dtype=np.float64).ravel()
-        score_s = time.perf_counter() - t0
-        feats = None
-        if cell.kind == "embed":
-            if not hasattr(detector, "embed"):
-                raise COFTADInputError(f"Cell.kind='embed' but detector {cell.method!r} has no embed()")
-            feats = {"train": np.asarray(detector.embed(task.train)), "test": np.asarray(detector.embed(task.test))}
+        return finish_record(cell, base, task, detector, time.perf_counter() - t0)
     except (DatasetNotFoundError, WeightsUnavailableError) as exc:
         if strict:
             raise
-        return _labelled({**base, "status": "missing", "message": str(exc), "how_to_get": _how_to_get(cell.dataset),
-                          "auroc": None}, cell, False), None
+        return missing_record(cell, base, exc), None
+
+
+def missing_record(cell: Cell, base: Mapping[str, Any], exc: Exception) -> dict[str, Any]:
+    """Record of a cell whose dataset or weights are not here: status ``"missing"``, how to get them."""
+    return _labelled({**base, "status": "missing", "message": str(exc), "how_to_get": _how_to_get(cell.dataset),
+                      "auroc": None}, cell, False)
+
+
+def finish_record(cell: Cell, base: Mapping[str, Any], task: Any, detector: Any,
+                  fit_s: float) -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
+    """Score (and embed) with a fitted ``detector``; the ``"ok"`` record and the features, as :func:`compute_record`."""
+    t0 = time.perf_counter()
+    scores = np.asarray(detector.score_samples(task.test), dtype=np.float64).ravel()
+    score_s = time.perf_counter() - t0
+    feats = None
+    if cell.kind == "embed":
+        if not hasattr(detector, "embed"):
+            raise COFTADInputError(f"Cell.kind='embed' but detector {cell.method!r} has no embed()")
+        feats = {"train": np.asarray(detector.embed(task.train)), "test": np.asarray(detector.embed(task.test))}
     labels = np.asarray(task.test_labels, dtype=np.int64)
     if scores.shape != labels.shape:
         raise COFTADInputError(f"{cell.method}.score_samples returned {scores.shape[0]} scores for "

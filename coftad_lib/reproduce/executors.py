@@ -10,7 +10,9 @@ cells' order), and the same rules:
 - the same work asked for twice in one call (two cells with one key) is computed once;
 - a cell that raises becomes a ``"failed"`` record (the error's type and message, the traceback's
   tail) while the other cells finish; with ``strict`` the first missing or failed cell raises;
-- tqdm counts cells as they finish.
+- tqdm counts cells as they finish;
+- ``pack=N`` (default 1) fits up to N COFT-AD cells that can share a step in one batched step on
+  one worker (:mod:`coftad_lib.reproduce.packing`); each still gets its own record.
 
 ``"local"`` (:class:`LocalExecutor`, the default) runs the cells in this process in order and needs
 nothing beyond the package. ``"ray"`` (:class:`RayExecutor`) submits each cell as a Ray task
@@ -24,14 +26,14 @@ from __future__ import annotations
 
 import atexit
 import os
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from tqdm import tqdm
 
 from ..errors import COFTADInputError
-from .cells import Cell, cached_record, compute_record, failed_record, store_record
+from .cells import Cell, cached_record, failed_record, store_record
+from .packing import ENV_PACK, compute_pack, pack_groups
 
 #: environment variables the runner sets so that a notebook's ``EXECUTOR = "ray"`` reaches the
 #: cluster named on the command line (``--address``, ``--gpus-per-cell``)
@@ -39,8 +41,6 @@ ENV_RAY_ADDRESS = "COFTAD_RAY_ADDRESS"
 ENV_GPUS_PER_CELL = "COFTAD_GPUS_PER_CELL"
 EXECUTORS: tuple[str, ...] = ("local", "ray")
 RAY_INSTALL = 'pip install -e ".[cluster]"  (or: pip install ray)'
-#: lines of a failed cell's traceback kept in its record
-TRACEBACK_LINES = 12
 
 Outcome = tuple[dict[str, Any], Any]
 OnDone = Callable[[str, Any, "tuple[str, str] | None"], None]
@@ -56,30 +56,19 @@ class Executor(Protocol):
             desc: str | None = None) -> list[dict[str, Any]]: ...
 
 
-def error_text(exc: BaseException) -> tuple[str, str]:
-    """(``"Type: message"`` on one line, the traceback's last lines)."""
-    first = f"{type(exc).__name__}: {exc}".strip().replace("\n", " ")
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).splitlines()
-    return first[:500], "\n".join(tb[-TRACEBACK_LINES:])
-
-
-def compute_outcome(cell: Cell, data_root: Any, profile: str | Mapping[str, Any], strict: bool) -> Outcome:
-    """:func:`compute_record` of one cell, with an exception turned into a failed record.
-
-    Missing data is re-raised only with ``strict``; the executor then re-raises on the driver.
-    """
-    try:
-        return compute_record(cell, data_root, profile, strict=strict)
-    except Exception as exc:
-        if strict:
-            raise
-        return failed_record(cell, profile, *error_text(exc)), None
-
-
 class _Base:
-    """Driver-side bookkeeping shared by the executors: cache reads, de-duplication, cache writes."""
+    """Driver-side bookkeeping shared by the executors: cache reads, de-duplication, packing, cache writes.
+
+    ``pack``: at most this many COFT-AD cells that can share a step are fitted in one batched step
+    (:mod:`coftad_lib.reproduce.packing`); 1 (the default) fits every cell alone.
+    """
 
     name = "base"
+
+    def __init__(self, pack: int = 1) -> None:
+        if isinstance(pack, bool) or not isinstance(pack, int) or pack < 1:
+            raise COFTADInputError(f"pack={pack!r}: expected an int >= 1 (cells fitted in one batched step)")
+        self.pack = pack
 
     def run(self, cells: Sequence[Cell], data_root: Any, cache_dir: str | os.PathLike,
             profile: str | Mapping[str, Any], *, strict: bool = False, progress: bool = True,
@@ -103,12 +92,15 @@ class _Base:
             bar.update(len(todo[key]))
 
         work = {k: cells[v[0]] for k, v in todo.items()}
+        packs = {g[0]: g for g in pack_groups(work, self.pack)}  # a pack is named by its first key
 
-        def finished(key: str, result: Any, error: tuple[str, str] | None) -> None:
-            done(key, result if error is None else (failed_record(work[key], profile, *error), None))
+        def finished(name: str, outcomes: Any, error: tuple[str, str] | None) -> None:
+            for j, key in enumerate(packs[name]):
+                done(key, outcomes[j] if error is None else (failed_record(work[key], profile, *error), None))
 
         try:
-            self.map(compute_outcome, {k: (c, data_root, profile, strict) for k, c in work.items()}, finished)
+            calls = {name: (tuple(work[k] for k in keys), data_root, profile, strict) for name, keys in packs.items()}
+            self.map(compute_pack, calls, finished)
         finally:
             bar.close()
         return [r for r in records if r is not None]
@@ -158,7 +150,8 @@ class RayExecutor(_Base):
     name = "ray"
 
     def __init__(self, address: str | None = None, gpus_per_cell: float = 0.0, cpus_per_cell: float = 1.0,
-                 max_retries: int = 1, init_kwargs: Mapping[str, Any] | None = None) -> None:
+                 max_retries: int = 1, init_kwargs: Mapping[str, Any] | None = None, pack: int = 1) -> None:
+        super().__init__(pack)
         if gpus_per_cell < 0 or cpus_per_cell <= 0:
             raise COFTADInputError(f"RayExecutor: gpus_per_cell={gpus_per_cell}, cpus_per_cell={cpus_per_cell}; "
                                    "expected gpus >= 0 and cpus > 0")
@@ -212,14 +205,21 @@ def get_executor(executor: str | Executor = "local", **options: Any) -> Executor
 
     ``"ray"`` takes ``address`` and ``gpus_per_cell`` from ``options``, else from
     :data:`ENV_RAY_ADDRESS` / :data:`ENV_GPUS_PER_CELL` (set by the runner's ``--address`` /
-    ``--gpus-per-cell``); without Ray installed it fails at once naming the pip command.
+    ``--gpus-per-cell``); without Ray installed it fails at once naming the pip command. Both take
+    ``pack`` from ``options``, else from :data:`~coftad_lib.reproduce.packing.ENV_PACK` (``--pack``).
     """
     if not isinstance(executor, str):
         if not callable(getattr(executor, "run", None)):
             raise COFTADInputError(f"executor={executor!r}: expected 'local', 'ray' or an object with run()")
         return executor
+    pack = os.environ.get(ENV_PACK)
+    if pack:
+        try:
+            options.setdefault("pack", int(pack))
+        except ValueError:
+            raise COFTADInputError(f"{ENV_PACK}={pack!r}: expected an int >= 1") from None
     if executor == "local":
-        return LocalExecutor()
+        return LocalExecutor(**options)
     if executor == "ray":
         options.setdefault("address", os.environ.get(ENV_RAY_ADDRESS) or None)
         gpus = os.environ.get(ENV_GPUS_PER_CELL)

@@ -27,7 +27,8 @@ from ..versions import versions
 from . import cells as cells_mod
 from .cache import cached
 from .cells import Cell, record_row
-from .executors import error_text, get_executor
+from .executors import get_executor
+from .packing import error_text
 from .profiles import table_limits
 from .table_runs import Row, table_cells, table_tasks
 

@@ -30,6 +30,7 @@ from ..errors import COFTADInputError
 from .cache import atomic_write_json, atomic_write_text
 from .executors import ENV_GPUS_PER_CELL, ENV_RAY_ADDRESS, check_executor
 from .notebook_params import check_parameters, parameter_names
+from .packing import ENV_PACK
 from .profiles import get_profile
 from .status import (
     ENV_NOTEBOOK,
@@ -241,13 +242,15 @@ def run_series(profile: str, *, only: Sequence[str] | None = None, seeds: Sequen
                prep_dir: str | os.PathLike = DEFAULT_PREP_DIR, out_dir: str | os.PathLike = "results", params: Mapping[str, Any] | None = None,
                notebooks_dir: str | os.PathLike = "notebooks", kernel_name: str = "python3",
                log_output: bool = False, report: bool = True, executor: str = "local",
-               address: str | None = None, gpus_per_cell: float | None = None) -> tuple[int, list[NotebookResult]]:
+               address: str | None = None, gpus_per_cell: float | None = None,
+               pack: int | None = None) -> tuple[int, list[NotebookResult]]:
     """Run the selected notebooks in order; write the summary and the report; return (exit code, results).
 
     Parameters given to each notebook: PROFILE, SEEDS (``seeds`` or the profile's), DATA_ROOT,
     PREP_DIR and OUT_DIR (absolute paths), ``params``, and EXECUTOR to the notebooks that declare
     it (those that run cells); ``address`` / ``gpus_per_cell`` reach ``EXECUTOR = "ray"`` through
-    the environment (:mod:`coftad_lib.reproduce.executors`). All selected notebooks are checked for
+    the environment (:mod:`coftad_lib.reproduce.executors`), and so does ``pack`` (COFT-AD cells
+    fitted per batched step, :mod:`coftad_lib.reproduce.packing`). All selected notebooks are checked for
     unknown parameters, and Ray for being installed, before the first one runs.
     """
     prof = get_profile(profile)
@@ -269,7 +272,10 @@ def run_series(profile: str, *, only: Sequence[str] | None = None, seeds: Sequen
     for nb in notebooks:
         check_parameters(nb, per_nb[nb])
     check_kernel(kernel_name)
-    env = {k: str(v) for k, v in ((ENV_RAY_ADDRESS, address), (ENV_GPUS_PER_CELL, gpus_per_cell)) if v is not None}
+    if pack is not None and (isinstance(pack, bool) or not isinstance(pack, int) or pack < 1):
+        raise COFTADInputError(f"--pack {pack!r}: expected an int >= 1")
+    env = {k: str(v) for k, v in ((ENV_RAY_ADDRESS, address), (ENV_GPUS_PER_CELL, gpus_per_cell), (ENV_PACK, pack))
+           if v is not None}
     results = []
     for nb in notebooks:
         print(f"[reproduce] {nb.name} ...", flush=True)
@@ -277,7 +283,7 @@ def run_series(profile: str, *, only: Sequence[str] | None = None, seeds: Sequen
         print(f"[reproduce] {nb.name}: {res.status} in {res.seconds:.1f} s {res.error}".rstrip(), flush=True)
         results.append(res)
     meta = {"profile": prof["name"], "seeds": seeds, "strict": strict, "data_root": str(root),
-            "prep_dir": str(prep), "out_dir": str(out), "executor": executor,
+            "prep_dir": str(prep), "out_dir": str(out), "executor": executor, "pack": pack or 1,
             "notebooks": [nb.name for nb in notebooks], "params": json.loads(json.dumps(params or {}, default=str))}
     summary = write_summary(results, out, meta)
     print(format_summary(results, summary_roots(meta)))
