@@ -14,8 +14,9 @@ For each backbone, without and with negative pairs, one measurement round is:
   (CUDA-synchronised on GPU). The first ``--warmup`` steps are dropped.
 Rounds alternate plain / step ``--repeats`` times in one process, so machine load hits both alike;
 the ratio is median(step) / median(plain) with the spread (min-max of the round medians).
-``fit s`` is one whole ``COFTAD.fit`` on ``--shots`` random shots (Gaussian fit included) at the
-same sizes. ResNet18 is randomly initialised (timing does not depend on the weights).
+``step 1 s`` is the median first step of a timed fit (with ``--compile`` it includes that fit's
+compilation). ``fit s`` is one whole ``COFTAD.fit`` on ``--shots`` random shots (Gaussian fit
+included) at the same sizes. ResNet18 is randomly initialised (timing does not depend on the weights).
 """
 
 from __future__ import annotations
@@ -95,14 +96,16 @@ def bench_one(args: argparse.Namespace, backbone: str, negative: bool, device: t
     shots = torch.rand(args.shots, 3, s, s, device=device).contiguous(memory_format=memory_format(device))
     n_views = 3 if negative else 2
     w = args.warmup
-    plain_med, step_med = [], []
+    plain_med, step_med, first = [], [], []
     for _ in range(args.repeats):
         plain_med.append(statistics.median(plain_times(net, n_views * b, n_views * b, s, args.steps, device)[w:]))
-        step_med.append(statistics.median(step_times(cfg, net, shots, device)[w:]))
+        times = step_times(cfg, net, shots, device)
+        step_med.append(statistics.median(times[w:]))
+        first.append(times[0])  # a fit's first step: with --compile it includes that fit's compilation
     ratios = [st / pl for st, pl in zip(step_med, plain_med, strict=True)]
     p, st = statistics.median(plain_med), statistics.median(step_med)
     row = (f"{backbone:<18} {'w/ np' if negative else 'w/o np':<7} {p * 1e3:9.1f} {st * 1e3:9.1f} "
-           f"{statistics.median(ratios):6.2f}x  [{min(ratios):.2f}-{max(ratios):.2f}]")
+           f"{statistics.median(ratios):6.2f}x  [{min(ratios):.2f}-{max(ratios):.2f}] {statistics.median(first):8.2f}")
     if args.fit_steps == 0:
         return row + f" {'-':>8}"
     det = COFTAD(backbone=backbone, pretrained=pretrained, image_size=s, batch_size=b, steps=args.fit_steps,
@@ -168,7 +171,7 @@ def main() -> None:
     print(f"device={device} threads={torch.get_num_threads()} image={args.image_size} batch={args.batch} "
           f"steps/fit={args.steps} (first {args.warmup} dropped) repeats={args.repeats} "
           f"clock={args.clock} compile={args.compile} fit-steps={args.fit_steps} shots={args.shots}")
-    print(f"{'backbone':<18} {'pairs':<7} {'plain ms':>9} {'step ms':>9} {'ratio':>7}  [spread]   {'fit s':>8}")
+    print(f"{'backbone':<18} {'pairs':<7} {'plain ms':>9} {'step ms':>9} {'ratio':>7}  [spread]   {'step 1 s':>8} {'fit s':>8}")
     for backbone in args.backbones.split(","):
         for neg in args.negatives.split(","):
             print(bench_one(args, backbone, neg == "1", device), flush=True)

@@ -75,10 +75,11 @@ class COFTADConfig:
             statistics collapsed the target's features in our measurements (FINDINGS.md), so "eval".
         score_with: which backbone's features are scored after training: the EMA "target" (smoother,
             measured better in FINDINGS.md) or the "online" one.
-        compile: torch.compile the forward + loss of a step. False (default: CI has no compiler
-            cache, and compiling takes minutes on a CPU, longer than a CPU-settings fit), True, or
-            "auto" (CUDA only). Not yet measured to win anywhere (``benchmarks/throughput.py
-            --compile``). Any compile error falls back to eager with one warning.
+        compile: torch.compile the forward + loss of a step. False (default), True, or "auto"
+            (CUDA only). On CPU it does not win: the compiled step is as fast as eager and the
+            first fit of a process waits 156 s to compile (cold cache), later fits reuse it
+            (``benchmarks/results/compile_cpu.txt``); on CUDA unmeasured. Any compile error
+            falls back to eager with one warning.
         seed: seeds augmentation, batch sampling and head initialisation (one torch.Generator per
             fit; the caller's global RNG is never read or moved).
         device: "auto" (CUDA when present), "cpu", "cuda", ...

@@ -255,8 +255,9 @@ class Trainer:
 def _want_compile(option: bool | str, net: nn.Module) -> bool:
     """``compile=True`` always; ``"auto"`` on CUDA only.
 
-    On CPU the gain was not measured (the shared 2-core machine was too loaded to time a compile);
-    ``benchmarks/throughput.py --compile`` measures it.
+    On CPU it does not pay (``benchmarks/results/compile_cpu.txt``): the compiled step is as fast as
+    eager, and a process's first fit waits 156 s for the compile (cold cache). Later fits in the
+    process reuse it (``benchmarks/compile_reuse.py``). On CUDA: unmeasured.
     """
     if option == "auto":
         return next(net.parameters()).device.type == "cuda"
