@@ -3,11 +3,15 @@
 A cell's cache key (:meth:`coftad_lib.reproduce.cells.Cell.key`) includes this fingerprint, so a
 change to a method, a loss, a backbone or a dataset loader invalidates the cached records it
 produced without anyone bumping the library version. Reporting code (tables, figures, plots, the
-report, the runner) is left out: changing how a result is shown must not recompute it.
+report, the runner) is left out: changing how a result is shown must not recompute it. For the
+same reason each file is hashed as its syntax tree without docstrings (comments and layout never
+reach the tree): rewording documentation keeps every cached record, while a change to any
+statement, default or constant recomputes the cells it may change.
 """
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 from pathlib import Path
@@ -33,14 +37,33 @@ def result_sources(package: Path = _PACKAGE) -> list[Path]:
     return sorted(files, key=lambda p: p.relative_to(package).as_posix())
 
 
+def code_text(source: bytes) -> bytes:
+    """What of a source file is hashed: its syntax tree without docstrings (``ast.dump``).
+
+    A file that does not parse is hashed as its bytes (importing it fails anyway).
+    """
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return source
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, include_attributes=False).encode()
+
+
 @functools.lru_cache(maxsize=4)
 def code_fingerprint(package: Path = _PACKAGE) -> str:
-    """SHA-256 (first 16 hex digits) over the relative path and bytes of every :func:`result_sources` file.
+    """SHA-256 (first 16 hex digits) over the relative path and :func:`code_text` of every
+    :func:`result_sources` file.
 
     Computed once per process: a long run keeps one fingerprint even if files are edited meanwhile.
     """
     h = hashlib.sha256()
     for path in result_sources(package):
         h.update(path.relative_to(package).as_posix().encode() + b"\0")
-        h.update(path.read_bytes() + b"\0")
+        h.update(code_text(path.read_bytes()) + b"\0")
     return h.hexdigest()[:16]
