@@ -4,8 +4,8 @@ A cell's cache key (:meth:`coftad_lib.reproduce.cells.Cell.key`) includes this f
 change to a method, a loss, a backbone or a dataset loader invalidates the cached records it
 produced without anyone bumping the library version. Reporting code (tables, figures, plots, the
 report, the runner) is left out: changing how a result is shown must not recompute it. For the
-same reason each file is hashed as its syntax tree without docstrings (comments and layout never
-reach the tree): rewording documentation keeps every cached record, while a change to any
+same reason each file is hashed without its docstrings, comments and blank lines
+(:func:`code_text`): rewording documentation keeps every cached record, while a change to any
 statement, default or constant recomputes the cells it may change.
 """
 
@@ -14,6 +14,8 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import io
+import tokenize
 from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parents[1]
@@ -37,22 +39,42 @@ def result_sources(package: Path = _PACKAGE) -> list[Path]:
     return sorted(files, key=lambda p: p.relative_to(package).as_posix())
 
 
-def code_text(source: bytes) -> bytes:
-    """What of a source file is hashed: its syntax tree without docstrings (``ast.dump``).
-
-    A file that does not parse is hashed as its bytes (importing it fails anyway).
-    """
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return source
+def _docstrings(tree: ast.AST) -> list[ast.Constant]:
+    """The docstring nodes of a module and of its classes and functions."""
+    out = []
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
                 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
                 and isinstance(body[0].value.value, str)):
-            node.body = body[1:] or [ast.Pass()]
-    return ast.dump(tree, include_attributes=False).encode()
+            out.append(body[0].value)
+    return out
+
+
+def code_text(source: bytes) -> bytes:
+    """What of a source file is hashed: its text without docstrings, comments and blank lines.
+
+    Docstrings are found with :mod:`ast`, comments with :mod:`tokenize`; only their positions are
+    used, so the result is the same on every Python version (an ``ast.dump`` is not: 3.12 added
+    fields), and a driver and its workers, or a GPU machine and a laptop, agree on cell keys.
+    A file that does not parse is hashed as its bytes (importing it fails anyway).
+    """
+    try:
+        text = source.decode("utf-8")
+        tree = ast.parse(text)
+        comments = [t for t in tokenize.generate_tokens(io.StringIO(text).readline) if t.type == tokenize.COMMENT]
+    except (SyntaxError, UnicodeDecodeError, tokenize.TokenError):
+        return source
+    lines = text.splitlines()
+
+    def col(line: int, byte_offset: int) -> int:  # ast counts UTF-8 bytes, tokenize characters
+        return len(lines[line - 1].encode()[:byte_offset].decode())
+
+    spans = [((d.lineno, col(d.lineno, d.col_offset)), (d.end_lineno, col(d.end_lineno, d.end_col_offset)))
+             for d in _docstrings(tree)] + [(t.start, t.end) for t in comments]
+    for (l0, c0), (l1, c1) in sorted(spans, reverse=True):  # from the end, so earlier positions hold
+        lines[l0 - 1:l1] = [lines[l0 - 1][:c0] + lines[l1 - 1][c1:]]
+    return "\n".join(line.rstrip() for line in lines if line.strip()).encode()
 
 
 @functools.lru_cache(maxsize=4)
