@@ -26,7 +26,7 @@ from ..errors import COFTADInputError
 from ..paper_values import display_name
 from .cache import cached
 from .cells import Cell, load_features, make_cell, record_row
-from .profiles import get_profile, table_limits
+from .profiles import base_name, get_profile, table_limits
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def figure_cells(figure: str, profile: str | Mapping[str, Any], seed: int) -> li
     tasks = lim["tasks"] or (["Tulip/Daffodil"] if figure == "fig5" else ["airplane"])
     task, shots = tasks[0], lim["shots"][0]
     if figure == "fig5":
-        methods = FIG5_METHODS.get(prof["name"], TABLE_I_METHODS)
+        methods = FIG5_METHODS.get(base_name(prof), TABLE_I_METHODS)
         # The same work as Table I's cells (make_cell applies the profile's per-method settings), so
         # the cache is shared with notebook 04.
         return [make_cell("fig5", "flowers17", task, shots, m, seed, prof) for m in methods]

@@ -37,7 +37,7 @@ import numpy as np
 from ..errors import COFTADInputError
 from .cache import cached
 from .cells import Cell, cell_path
-from .profiles import get_profile, table_limits
+from .profiles import derived_name, get_profile, split_overrides, table_limits
 
 #: registry method -> cost family (methods of one family cost about the same per step)
 FAMILIES: dict[str, str] = {
@@ -232,13 +232,15 @@ def print_plan(profile: str, *, only: Sequence[str] | None = None, seeds: Sequen
                timings: str | os.PathLike | None = None) -> int:
     """CLI ``--plan``: print :func:`format_plan` for the selected notebooks; returns exit code 0.
 
-    ``data_root``, ``prep_dir`` and ``params`` are accepted for symmetry with a run; a plan reads
-    only the cache (``<out_dir>/cache``) and the notebooks' parameter cells.
+    ``data_root`` and ``prep_dir`` are accepted for symmetry with a run; of ``params`` only the
+    profile overrides count (as in a run). A plan reads only the cache (``<out_dir>/cache``) and
+    the notebooks' parameter cells.
     """
     from . import cache_dir
     from .runner import discover, select
 
-    prof = get_profile(profile)
+    overrides, _ = split_overrides(params or {})
+    prof = get_profile(derived_name(profile, overrides) if overrides else profile)
     seed_list = [int(s) for s in (seeds if seeds is not None else prof["seeds"])]
     notebooks = select(discover(notebooks_dir), only)
     if timings:

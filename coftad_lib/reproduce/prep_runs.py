@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import COFTADInputError, DatasetNotFoundError
-from .profiles import get_profile, table_limits
+from .profiles import base_name, get_profile, table_limits
 
 #: tables and figures that read CIFAR-10-C
 CIFAR10C_TABLES: tuple[str, ...] = ("II", "VI", "fig6", "fig7")
@@ -197,7 +197,7 @@ def semicon_volumes(profile: str | Mapping[str, Any]) -> int:
     just cover the smoke need of 510 + 110 while taking half the time; :func:`ensure_semicon` adds
     volumes if a profile needs more.
     """
-    return SEMICON_N_VOLUMES if get_profile(profile)["name"] == "paper" else 28
+    return SEMICON_N_VOLUMES if base_name(profile) == "paper" else 28
 
 
 def manifest_counts(root: str | os.PathLike) -> dict[str, int]:

@@ -148,17 +148,81 @@ COMMON_DETECTOR_KEYS: tuple[str, ...] = ("backbone", "image_size", "steps", "bat
 GAUSSIAN_METHODS: frozenset[str] = frozenset({"coftad", "coftad_np", "pretrained", "random"})
 
 
+#: profile fields a run may override (``--param backbone=efficientnet_lite0``), with their types
+OVERRIDE_KEYS: dict[str, type] = {"backbone": str, "image_size": int, "steps": int, "batch_size": int, "device": str}
+
+
+def split_overrides(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(profile overrides, the other notebook parameters) of a run's ``--param`` values."""
+    over = {k: v for k, v in params.items() if k in OVERRIDE_KEYS}
+    return over, {k: v for k, v in params.items() if k not in OVERRIDE_KEYS}
+
+
+def derived_name(base: str, overrides: Mapping[str, Any]) -> str:
+    """``paper`` + ``{"backbone": "efficientnet_lite0"}`` -> ``"paper+backbone=efficientnet_lite0"``.
+
+    The overrides are part of the name because the name is part of every cell's cache key and
+    record: a derived profile's cells are cached apart from its base's and say what they ran.
+    """
+    for key, value in overrides.items():
+        _override_value(key, value)
+        if "+" in str(value) or "=" in str(value):
+            raise COFTADInputError(f"profile override {key}={value!r}: '+' and '=' cannot appear in a value")
+    return "+".join([base, *(f"{k}={overrides[k]}" for k in sorted(overrides))])
+
+
+def _override_value(key: str, value: Any) -> Any:
+    if key not in OVERRIDE_KEYS:
+        raise COFTADInputError(f"profile override {key!r}: only {', '.join(OVERRIDE_KEYS)} can be overridden")
+    kind = OVERRIDE_KEYS[key]
+    try:
+        out = kind(value)
+    except (TypeError, ValueError):
+        raise COFTADInputError(f"profile override {key}={value!r}: expected {kind.__name__}") from None
+    if kind is int and (isinstance(value, bool) or out < 1 or str(out) != str(value).strip()):
+        raise COFTADInputError(f"profile override {key}={value!r}: expected an int >= 1")
+    return out
+
+
+def _derived(name: str) -> dict[str, Any]:
+    """The profile ``base+key=value+...``: ``base`` with those fields replaced (:data:`OVERRIDE_KEYS`).
+
+    A new backbone also becomes Table VI's only column: the paper's ResNet18 / ResNet50 columns are
+    then both stood in for by that backbone (the notebook maps it to the ResNet18 column).
+    """
+    base, *parts = name.split("+")
+    prof = get_profile(base)
+    for part in parts:
+        key, sep, raw = part.partition("=")
+        if not sep:
+            raise COFTADInputError(f"profile={name!r}: {part!r} is not key=value")
+        prof[key] = _override_value(key, raw)
+    if "backbone" in {p.partition("=")[0] for p in parts} and "VI" in prof["limits"]:
+        prof["limits"]["VI"]["backbones"] = [prof["backbone"]]
+    prof.update(name=name, base=prof.get("base", base))
+    return prof
+
+
+def base_name(profile: str | Mapping[str, Any]) -> str:
+    """The named profile a (possibly derived) profile starts from: ``"paper"`` for ``"paper+steps=5"``."""
+    prof = get_profile(profile)
+    return str(prof.get("base", prof["name"]))
+
+
 def get_profile(name: str | Mapping[str, Any]) -> dict[str, Any]:
-    """A deep copy of profile ``name`` (``"smoke"`` or ``"paper"``); a dict is validated and copied.
+    """A deep copy of profile ``name`` (``"smoke"``, ``"paper"``, ``"paper-dry"``, or one of them with
+    overrides, ``"paper+backbone=efficientnet_lite0"``); a dict is validated and copied.
 
     Raises:
-        COFTADInputError: unknown profile name, or a dict without the keys every profile has.
+        COFTADInputError: unknown profile name or override, or a dict without the keys every profile has.
     """
     if isinstance(name, Mapping):
         missing = set(PROFILES["paper"]) - set(name)
         if missing:
             raise COFTADInputError(f"profile dict lacks {sorted(missing)}; start from get_profile('smoke')")
         return copy.deepcopy(dict(name))
+    if isinstance(name, str) and "+" in name:
+        return _derived(name)
     if name not in PROFILES:
         raise COFTADInputError(f"profile={name!r} is not known; choose one of {', '.join(PROFILES)}")
     return copy.deepcopy(PROFILES[name])

@@ -31,7 +31,7 @@ from .cache import atomic_write_json, atomic_write_text
 from .executors import ENV_GPUS_PER_CELL, ENV_RAY_ADDRESS, check_executor
 from .notebook_params import check_parameters, parameter_names
 from .packing import ENV_PACK
-from .profiles import get_profile
+from .profiles import derived_name, get_profile, split_overrides
 from .status import (
     ENV_NOTEBOOK,
     ENV_PROFILE,
@@ -250,9 +250,15 @@ def run_series(profile: str, *, only: Sequence[str] | None = None, seeds: Sequen
     PREP_DIR and OUT_DIR (absolute paths), ``params``, and EXECUTOR to the notebooks that declare
     it (those that run cells); ``address`` / ``gpus_per_cell`` reach ``EXECUTOR = "ray"`` through
     the environment (:mod:`coftad_lib.reproduce.executors`), and so does ``pack`` (COFT-AD cells
-    fitted per batched step, :mod:`coftad_lib.reproduce.packing`). All selected notebooks are checked for
-    unknown parameters, and Ray for being installed, before the first one runs.
+    fitted per batched step, :mod:`coftad_lib.reproduce.packing`). ``params`` named in
+    :data:`~coftad_lib.reproduce.profiles.OVERRIDE_KEYS` (``backbone``, ``steps``, ...) change the
+    profile instead: ``paper`` with ``backbone=efficientnet_lite0`` runs as the profile
+    ``paper+backbone=efficientnet_lite0``. All selected notebooks are checked for unknown
+    parameters, and Ray for being installed, before the first one runs.
     """
+    overrides, params = split_overrides(params or {})
+    if overrides:  # --param backbone=efficientnet_lite0: a derived profile, "paper+backbone=..."
+        profile = derived_name(profile, overrides)
     prof = get_profile(profile)
     seeds = [int(s) for s in (seeds if seeds is not None else prof["seeds"])]
     out = Path(out_dir).resolve()
