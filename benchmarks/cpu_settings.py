@@ -44,6 +44,7 @@ def main() -> None:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--shots", type=int, default=5)
     p.add_argument("--out", required=True)
+    p.add_argument("--progress", action="store_true", help="show the fit's tqdm bar (long reference fits)")
     args = p.parse_args()
     kw = {k: v for k, v in dict(image_size=args.image_size, steps=args.steps, batch_size=args.batch).items() if v is not None}
     if args.settings:
@@ -59,7 +60,7 @@ def main() -> None:
             dataset, root, targs, preset = TASKS[name]
             for seed in [int(s) for s in args.seeds.split(",")]:
                 task = load_task(dataset, root, shots=args.shots, seed=seed, **targs)
-                det = COFTAD(preset=preset, seed=seed, device="cpu", progress=False, **kw)
+                det = COFTAD(preset=preset, seed=seed, device="cpu", progress=args.progress, **kw)
                 c = det.config
                 train = images_to_tensor(task.train, c.image_size)
                 test = images_to_tensor(task.test, c.image_size)
