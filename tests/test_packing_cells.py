@@ -105,5 +105,5 @@ def test_pack_reaches_the_executor_from_the_environment_and_the_cli(monkeypatch,
     monkeypatch.delenv(ENV_PACK)
     assert get_executor("local").pack == 1
     assert cli_main(["--profile", "smoke", "--pack", "0", "--only", "01"]) == 2
-    assert "--pack 0: expected an int >= 1" in capsys.readouterr().err
+    assert "--pack=0: expected an int >= 1" in capsys.readouterr().err
     assert packing_mod.pack_signature(make_cell("T", "folder", "textures", 4, "ae", 0, _profile())) is None

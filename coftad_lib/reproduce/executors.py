@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from ..errors import COFTADInputError
 from .cells import Cell, cached_record, failed_record, store_record
-from .packing import ENV_PACK, compute_pack, pack_groups
+from .packing import ENV_PACK, check_pack, compute_pack, pack_groups
 
 #: environment variables the runner sets so that a notebook's ``EXECUTOR = "ray"`` reaches the
 #: cluster named on the command line (``--address``, ``--gpus-per-cell``)
@@ -66,9 +66,7 @@ class _Base:
     name = "base"
 
     def __init__(self, pack: int = 1) -> None:
-        if isinstance(pack, bool) or not isinstance(pack, int) or pack < 1:
-            raise COFTADInputError(f"pack={pack!r}: expected an int >= 1 (cells fitted in one batched step)")
-        self.pack = pack
+        self.pack = check_pack(pack)
 
     def run(self, cells: Sequence[Cell], data_root: Any, cache_dir: str | os.PathLike,
             profile: str | Mapping[str, Any], *, strict: bool = False, progress: bool = True,

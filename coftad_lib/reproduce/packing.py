@@ -95,14 +95,20 @@ def pack_signature(cell: Cell) -> str | None:
     return canonical_json(shared, "pack signature")
 
 
+def check_pack(pack: Any, what: str = "pack") -> int:
+    """``pack`` if it is an int >= 1, else a :class:`COFTADInputError` naming ``what`` (``--pack``)."""
+    if isinstance(pack, bool) or not isinstance(pack, int) or pack < 1:
+        raise COFTADInputError(f"{what}={pack!r}: expected an int >= 1 (cells fitted in one batched step)")
+    return pack
+
+
 def pack_groups(work: Mapping[str, Cell], pack: int) -> list[list[str]]:
     """Group the keys of ``work`` into packs of at most ``pack`` cells with one :func:`pack_signature`.
 
     Cells that cannot be packed (or all cells when ``pack == 1``) form packs of one. Packs come in
     the order of their first cell; within a pack, the cells keep their order.
     """
-    if isinstance(pack, bool) or not isinstance(pack, int) or pack < 1:
-        raise COFTADInputError(f"pack={pack!r}: expected an int >= 1 (cells fitted in one batched step)")
+    check_pack(pack)
     groups: list[list[str]] = []
     filling: dict[str, list[str]] = {}
     for key, cell in work.items():

@@ -30,7 +30,7 @@ from ..errors import COFTADInputError
 from .cache import atomic_write_json, atomic_write_text
 from .executors import ENV_GPUS_PER_CELL, ENV_RAY_ADDRESS, check_executor
 from .notebook_params import check_parameters, parameter_names
-from .packing import ENV_PACK
+from .packing import ENV_PACK, check_pack
 from .profiles import derived_name, get_profile, split_overrides
 from .status import (
     ENV_NOTEBOOK,
@@ -278,8 +278,8 @@ def run_series(profile: str, *, only: Sequence[str] | None = None, seeds: Sequen
     for nb in notebooks:
         check_parameters(nb, per_nb[nb])
     check_kernel(kernel_name)
-    if pack is not None and (isinstance(pack, bool) or not isinstance(pack, int) or pack < 1):
-        raise COFTADInputError(f"--pack {pack!r}: expected an int >= 1")
+    if pack is not None:
+        check_pack(pack, "--pack")
     env = {k: str(v) for k, v in ((ENV_RAY_ADDRESS, address), (ENV_GPUS_PER_CELL, gpus_per_cell), (ENV_PACK, pack))
            if v is not None}
     results = []
