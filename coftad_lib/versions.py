@@ -54,21 +54,22 @@ def device_name(device: str = "auto") -> str:
 def versions(device: str = "auto") -> dict[str, str]:
     """Versions behind a result: python, torch, torchvision, timm, numpy, coftad_lib, git commit, device.
 
-    Keys are in :data:`VERSION_KEYS` order. Read once per process and device (the commit and the
-    installed packages do not change while it runs); each call returns a fresh copy.
+    Keys are in :data:`VERSION_KEYS` order. Packages and commit are read once per process (they do
+    not change while it runs); the device is read on every call, since a CPU's thread count can be
+    changed mid-process (``torch.set_num_threads``). Each call returns a fresh dict.
     """
-    return dict(_versions(device))
+    return {**dict(_versions()), "device": device_name(device)}
 
 
 #: keys of :func:`versions`, in the order tables and records list them
 VERSION_KEYS: tuple[str, ...] = ("python", *PACKAGES, "coftad_lib", "git_commit", "device")
 
 
-@functools.lru_cache(maxsize=8)
-def _versions(device: str) -> tuple[tuple[str, str], ...]:
+@functools.lru_cache(maxsize=1)
+def _versions() -> tuple[tuple[str, str], ...]:
     values = {"python": platform.python_version()}
     values.update({name: package_version(name) for name in PACKAGES})
     values["coftad_lib"] = library_version()
     values["git_commit"] = git_commit()
-    values["device"] = device_name(device)
+    values["device"] = ""  # filled per call by versions()
     return tuple((k, values[k]) for k in VERSION_KEYS)

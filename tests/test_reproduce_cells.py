@@ -396,3 +396,18 @@ def test_paper_dry_keeps_the_paper_protocol_and_shrinks_compute():
         for key in ("tasks", "shots", "max_test_per_class"):
             assert dry["limits"][table][key] == lim[key], (table, key)
     assert dry["limits"]["IX"]["n_normal"] == 500 and dry["batch_size"] == paper["batch_size"]
+
+
+def test_versions_report_the_thread_count_of_each_call():
+    import torch
+
+    from coftad_lib.versions import versions
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = versions("cpu")["device"]
+        torch.set_num_threads(2)
+        assert versions("cpu")["device"] != one and one.endswith("1 threads)")  # not a value cached earlier
+    finally:
+        torch.set_num_threads(threads)
