@@ -75,7 +75,38 @@ def test_cli_plan_runs_nothing_and_prints_a_total(tmp_path, capsys):
     assert not out.exists()  # nothing ran, nothing was written
 
 
-def test_calibration_times_one_small_fit_per_family():
+def test_fixed_seconds_scale_with_pixels_only():
+    cell = make_cell("I", "flowers17", "Daffodil/Tulip", 5, "coftad", 0, "smoke")  # 64 px, 15 steps, batch 16
+    n_test = 2 * cell.task_args["max_test_per_class"]
+    timings = {"fits": [{**ROW, "fixed_seconds": 0.5}]}
+    # 0.5 s once + 1.5 s of 10 steps at batch 16 scaled to 15 steps
+    assert plan_mod.cell_seconds(cell, timings) == pytest.approx(0.5 + 1.5 * 15 / 10 + n_test / 100.0)
+    big = replace(cell, method_kwargs={**cell.method_kwargs, "image_size": 128, "steps": 30})
+    assert plan_mod.cell_seconds(big, timings) == pytest.approx((0.5 + 1.5 * 3) * 4 + n_test * 4 / 100.0)
+
+
+def test_load_timings_refuses_a_fixed_part_larger_than_the_fit(tmp_path):
+    js = tmp_path / "t.json"
+    js.write_text(json.dumps({"fits": [{**ROW, "fixed_seconds": 3.0}]}))
+    with pytest.raises(COFTADInputError, match="fixed_seconds"):
+        plan_mod.load_timings(js)
+
+
+def test_calibration_separates_one_off_cost_from_steps(monkeypatch):
+    """Fits faked at 2 s + 0.25 s per step: the row must say 2 s fixed, 0.25 s per step."""
+    def fake_fit(method, kw, steps, shots):
+        det = type("Det", (), {"score_samples": lambda self, xs: None})()
+        return det, 2.0 + 0.25 * steps
+
+    monkeypatch.setattr(plan_mod, "_timed_fit", fake_fit)
+    (row,) = plan_mod.calibrate(["coftad"], "smoke")["fits"]
+    lo, hi = plan_mod.CAL_STEPS
+    assert row["steps"] == hi and row["seconds"] == pytest.approx(2.0 + 0.25 * hi)
+    assert row["fixed_seconds"] == pytest.approx(2.0)
+
+
+def test_calibration_times_small_fits_per_family():
     table = plan_mod.calibrate(["features"], "smoke")
     (row,) = table["fits"]
     assert row["family"] == "features" and row["seconds"] > 0 and row["images_per_second"] > 0
+    assert row["fixed_seconds"] == row["seconds"]  # no training: nothing scales with steps
