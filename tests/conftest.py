@@ -1,4 +1,4 @@
-"""Shared fixtures: a generated texture task, float64 networks, and the location of the optional real data."""
+"""Shared fixtures: a generated texture task, float64 networks, a Flowers17 layout, and the location of the optional real data."""
 
 from __future__ import annotations
 
@@ -41,3 +41,25 @@ def float64():
             yield
         finally:
             torch.set_default_dtype(old)
+
+
+def flowers_class_colour(c: int) -> tuple[int, int, int]:
+    """The colour of Flowers17 class ``c`` in the :func:`flowers_root` fixture."""
+    return (15 * c, 255 - 15 * c, 100)
+
+
+@pytest.fixture(scope="module")
+def flowers_root(tmp_path_factory) -> Path:
+    """Official 17flowers layout with tiny JPEGs whose colour encodes the class (id 80c+1..80c+80)."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("flowers")
+    jpg = root / "jpg"
+    jpg.mkdir()
+    names = []
+    for i in range(1, 1361):
+        name = f"image_{i:04d}.jpg"
+        Image.new("RGB", (8, 8), flowers_class_colour((i - 1) // 80)).save(jpg / name, quality=95)
+        names.append(name)
+    (jpg / "files.txt").write_text("\n".join(names) + "\n")
+    return root

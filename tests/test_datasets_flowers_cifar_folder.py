@@ -24,23 +24,8 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def _class_colour(c: int) -> tuple[int, int, int]:
+    """Class colour of conftest's ``flowers_root`` fixture."""
     return (15 * c, 255 - 15 * c, 100)
-
-
-@pytest.fixture(scope="module")
-def flowers_root(tmp_path_factory) -> Path:
-    """Official 17flowers layout with tiny JPEGs whose colour encodes the class (id 80c+1..80c+80)."""
-    root = tmp_path_factory.mktemp("flowers")
-    jpg = root / "jpg"
-    jpg.mkdir()
-    names = []
-    for i in range(1, 1361):
-        c = (i - 1) // 80
-        name = f"image_{i:04d}.jpg"
-        Image.new("RGB", (8, 8), _class_colour(c)).save(jpg / name, quality=95)
-        names.append(name)
-    (jpg / "files.txt").write_text("\n".join(names) + "\n")
-    return root
 
 
 def _decoded_class(path: str) -> int:

@@ -7,6 +7,7 @@ Examples:
     python -m coftad_lib.reproduce --profile paper --executor ray --address auto --gpus-per-cell 0.25
     python -m coftad_lib.reproduce --profile paper --pack 8 --param backbone=efficientnet_lite0
     python -m coftad_lib.reproduce --profile paper --plan --plan-timings coftad_lib/reproduce/timings_h200.json
+    python -m coftad_lib.reproduce --profile paper --only 04 --cells-only --param backbone=efficientnet_lite0
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(benchmarks/results/packing_cpu.txt)")
     p.add_argument("--plan", action="store_true",
                    help="run nothing: print the cells each notebook needs, how many are cached, and the expected time")
+    p.add_argument("--cells-only", action="store_true",
+                   help="run no notebook: prepare data and compute the cells --plan lists into <out>/cache "
+                        "(no Jupyter needed; notebooks run later with that cache only render)")
     p.add_argument("--plan-timings", default=None, metavar="FILE",
                    help="benchmark file (JSON or CSV, see coftad_lib/reproduce/plan.py) for --plan; "
                         "default: a short calibration on this machine")
@@ -88,6 +92,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return print_plan(args.profile, only=args.only, seeds=args.seeds, data_root=args.data_root,
                               prep_dir=args.prep_dir, out_dir=args.out, params=params,
                               notebooks_dir=args.notebooks, timings=args.plan_timings)
+        if args.cells_only:
+            from .prefill import prefill
+
+            return prefill(args.profile, only=args.only, seeds=args.seeds, strict=args.strict,
+                           data_root=args.data_root, prep_dir=args.prep_dir, out_dir=args.out, params=params,
+                           notebooks_dir=args.notebooks, executor=args.executor, address=args.address,
+                           gpus_per_cell=args.gpus_per_cell, pack=args.pack)
         code, _ = run_series(args.profile, only=args.only, seeds=args.seeds, strict=args.strict,
                              data_root=args.data_root, prep_dir=args.prep_dir, out_dir=args.out, params=params,
                              notebooks_dir=args.notebooks, kernel_name=args.kernel, log_output=args.log_output,

@@ -7,11 +7,10 @@ silently runs with its default; we refuse instead, naming the notebook and the p
 from __future__ import annotations
 
 import ast
+import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
-
-import nbformat
 
 from ..errors import COFTADInputError
 
@@ -27,14 +26,20 @@ def parameters_source(nb_path: str | os.PathLike) -> str:
         COFTADInputError: unreadable notebook, or none / several cells tagged ``parameters``.
     """
     path = Path(nb_path)
+    # Plain JSON (nbformat 4) rather than nbformat: planning and --cells-only then need no Jupyter
+    # package, so they run on a machine that has only the method's (a lent GPU, a cluster node).
     try:
-        nb = nbformat.read(path, as_version=4)
-    except (OSError, ValueError) as exc:  # nbformat raises ValueError subclasses on bad JSON
+        nb = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
         raise COFTADInputError(f"{path}: cannot read notebook ({exc})") from exc
-    cells = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.get("metadata", {}).get("tags", [])]
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+        raise COFTADInputError(f"{path}: not a Jupyter notebook (expected a JSON object with a 'cells' list)")
+    cells = [c for c in nb["cells"] if isinstance(c, dict) and c.get("cell_type") == "code"
+             and "parameters" in (c.get("metadata") or {}).get("tags", [])]
     if len(cells) != 1:
         raise COFTADInputError(f"{path}: expected exactly one code cell tagged 'parameters', found {len(cells)}")
-    return cells[0].source
+    source = cells[0].get("source", "")
+    return "".join(source) if isinstance(source, list) else str(source)
 
 
 def _targets(node: ast.expr) -> Iterable[str]:

@@ -1,0 +1,120 @@
+"""``--cells-only``: compute a run's cells into the cache without executing a notebook.
+
+For a machine that has the method's packages but no Jupyter (a lent GPU, a cluster node): the
+cells that the selected notebooks need (the list ``--plan`` prints) are fitted and scored into
+``<out>/cache``, after preparing the derived datasets they read (CIFAR-10-C, AITEX patches,
+SemiCon slices, as notebooks 01-03 do). Running the notebooks later, anywhere, with that cache
+(copy ``<out>/cache`` into the results folder) finds every cell cached and only renders the
+tables and figures. Cache keys hold no device or torch version, so a cache filled on a GPU is
+read on a CPU; each record says where it ran (``device``, ``versions``).
+
+Tables VIII and X re-score their cells' features inside the notebook: their fits are prefilled,
+those extra scorings are not.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import COFTADInputError
+from . import prep_runs
+from .cells import Cell
+from .profiles import derived_name, get_profile, split_overrides
+
+#: dataset -> how to prepare it from the raw data, as its data_prep notebook does (seed 0)
+PREPARE: dict[str, Callable[[Mapping[str, Any], Path, Path], prep_runs.PrepResult]] = {
+    "cifar10c": lambda prof, root, prep: prep_runs.ensure_cifar_c(
+        root, prep, prep_runs.cifar_c_limit_per_class(prof), progress=True),
+    "aitex": lambda prof, root, prep: prep_runs.ensure_aitex(root, prep),
+    "semicon": lambda prof, root, prep: prep_runs.ensure_semicon(
+        root, prep, prep_runs.semicon_requirements(prof), n_volumes=prep_runs.semicon_volumes(prof)),
+}
+
+
+def cells_by_notebook(notebooks: Sequence[Path], prof: Mapping[str, Any],
+                      seeds: Sequence[int]) -> list[tuple[Path, list[Cell]]]:
+    """Each notebook with its cells that no earlier notebook of ``notebooks`` has (by cache key)."""
+    from .plan import notebook_cells
+
+    seen: set[str] = set()
+    out = []
+    for nb in notebooks:
+        new = []
+        for cell in notebook_cells(nb, prof, seeds) or []:
+            if cell.key(prof["name"]) not in seen:
+                seen.add(cell.key(prof["name"]))
+                new.append(cell)
+        out.append((nb, new))
+    return out
+
+
+def prepare_data(cells: Sequence[Cell], prof: Mapping[str, Any], root: Path, prep: Path) -> list[str]:
+    """Build the derived datasets ``cells`` read; returns one line per dataset saying what happened."""
+    lines = []
+    for dataset in sorted({c.dataset for c in cells} & set(PREPARE)):
+        print(f"[cells-only] preparing {dataset} ...", flush=True)
+        res = PREPARE[dataset](prof, root, prep)
+        lines.append(f"{dataset}: {res.status} - {res.message.splitlines()[0] if res.message else ''}")
+        print(f"[cells-only] {lines[-1]}", flush=True)
+    return lines
+
+
+def prefill(profile: str, *, only: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
+            strict: bool = False, data_root: str | os.PathLike | None = None,
+            prep_dir: str | os.PathLike = "prepared_data", out_dir: str | os.PathLike = "results",
+            params: Mapping[str, Any] | None = None, notebooks_dir: str | os.PathLike = "notebooks",
+            executor: str = "local", address: str | None = None, gpus_per_cell: float | None = None,
+            pack: int | None = None) -> int:
+    """CLI ``--cells-only``: prepare data, compute every planned cell into ``<out_dir>/cache``.
+
+    Only the profile overrides of ``params`` count (``backbone=...``), as in a run. Returns 1 when
+    any cell failed, else 3 when ``strict`` and a cell's data or weights were missing, else 0 (the
+    missing cells counted in the printed summary). Every finished cell is in the cache either way.
+    """
+    from . import cache_dir
+    from .cells import data_roots
+    from .executors import get_executor
+    from .runner import default_data_root, discover, select
+
+    overrides, _ = split_overrides(params or {})
+    prof = get_profile(derived_name(profile, overrides) if overrides else profile)
+    seed_list = [int(s) for s in (seeds if seeds is not None else prof["seeds"])]
+    notebooks = select(discover(notebooks_dir), only)
+    if not notebooks:
+        raise COFTADInputError(f"no notebooks named NN_*.ipynb in {notebooks_dir}")
+    work = [(nb, cells) for nb, cells in cells_by_notebook(notebooks, prof, seed_list) if cells]
+    if not work:
+        raise COFTADInputError(f"--cells-only: the selected notebooks ({', '.join(nb.stem for nb in notebooks)}) "
+                               "have no cells")
+    root = Path(data_root).resolve() if data_root is not None else default_data_root().resolve()
+    prep = Path(prep_dir).resolve()
+    options = {k: v for k, v in (("address", address), ("gpus_per_cell", gpus_per_cell), ("pack", pack))
+               if v is not None and (executor == "ray" or k == "pack")}
+    ex = get_executor(executor, **options)
+    records: list[dict[str, Any]] = []
+    # Notebook by notebook, each preparing its own data first: a run stopped by a time limit has
+    # the first notebooks' cells cached, not a half-built CIFAR-10-C and nothing else.
+    for nb, cells in work:
+        prepare_data(cells, prof, root, prep)
+        records += ex.run(cells, data_roots(root, prep), cache_dir(out_dir), prof, desc=nb.stem)
+    print(format_counts(records, cache_dir(out_dir)))
+    statuses = {r.get("status") for r in records}
+    return 1 if "failed" in statuses else 3 if strict and "missing" in statuses else 0
+
+
+def format_counts(records: Sequence[Mapping[str, Any]], cache: Path) -> str:
+    """One summary line per status, the missing datasets, and the first failures."""
+    counts = Counter(str(r.get("status")) for r in records)
+    lines = [f"[cells-only] {len(records)} cells into {cache}: "
+             + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))]
+    missing = sorted({str(r.get("dataset")) for r in records if r.get("status") == "missing"})
+    if missing:
+        lines.append(f"[cells-only] missing data for: {', '.join(missing)} (those cells run once the data is there)")
+    for r in [r for r in records if r.get("status") == "failed"][:5]:
+        lines.append(f"[cells-only] failed: {r.get('method')} on {r.get('dataset')}/{r.get('task')} "
+                     f"seed {r.get('seed')}: {r.get('message', '')}")
+    return "\n".join(lines)

@@ -1,0 +1,77 @@
+"""``--cells-only``: a run's cells computed into the cache with no notebook and no Jupyter package."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from coftad_lib.reproduce import __main__ as cli
+from coftad_lib.reproduce import plan as plan_mod
+from coftad_lib.reproduce.cells import cell_path
+from coftad_lib.reproduce.profiles import get_profile
+
+REPO = Path(__file__).resolve().parents[1]
+#: a tiny derived smoke profile, so the real fits take seconds
+TINY = ["--param", "image_size=32", "--param", "steps=1", "--param", "batch_size=4"]
+PROFILE = "smoke+batch_size=4+image_size=32+steps=1"
+#: Jupyter's packages, absent on a lent GPU machine: --cells-only must not import them
+BLOCKER = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"nbformat", "papermill", "nbclient", "jupyter_client", "ipykernel", "openTSNE"}:
+            raise ImportError(f"blocked for the test: {name}")
+sys.meta_path.insert(0, Block())
+from coftad_lib.reproduce.__main__ import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_cells_only_fills_the_cache_without_jupyter(flowers_root, tmp_path):
+    out, data = tmp_path / "out", tmp_path / "data"
+    data.mkdir()
+    (data / "flowers17").symlink_to(flowers_root)  # the loader reads DATA_ROOT/flowers17
+    args = ["--profile", "smoke", "--only", "13", "--cells-only", "--data-root", str(data),
+            "--out", str(out), "--notebooks", str(REPO / "notebooks"), *TINY]
+    proc = subprocess.run([sys.executable, "-c", BLOCKER, *args], capture_output=True, text=True, cwd=REPO,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cells = plan_mod.notebook_cells(next((REPO / "notebooks").glob("13_*.ipynb")), get_profile(PROFILE), [0])
+    assert cells and f"{len(cells)} cells into" in proc.stdout and f"{len(cells)} ok" in proc.stdout
+    assert not (out / "executed").exists()  # no notebook ran
+    for cell in cells:  # what the notebook will look up is there
+        rec = json.loads(cell_path(out / "cache", cell.key(PROFILE)).read_text())
+        assert rec["status"] == "ok" and rec["profile"] == PROFILE and "device" in rec["versions"]
+    # a second call finds every cell cached and computes nothing
+    proc2 = subprocess.run([sys.executable, "-c", BLOCKER, *args], capture_output=True, text=True, cwd=REPO,
+                           timeout=600)
+    assert proc2.returncode == 0 and f"{len(cells)} ok" in proc2.stdout
+
+
+def test_cells_only_reports_missing_data_and_strict_exits_3(tmp_path, capsys):
+    empty = tmp_path / "no_data"
+    empty.mkdir()
+    args = ["--profile", "smoke", "--only", "13", "--cells-only", "--data-root", str(empty),
+            "--out", str(tmp_path / "out"), *TINY]
+    assert cli.main(args) == 0
+    text = capsys.readouterr().out
+    assert "missing" in text and "flowers17" in text
+    assert cli.main([*args, "--strict"]) == 3
+    assert not list((tmp_path / "out" / "cache").rglob("*.json"))  # missing cells are never cached
+
+
+def test_cells_only_refuses_notebooks_without_cells(tmp_path, capsys):
+    code = cli.main(["--profile", "smoke", "--only", "00", "--cells-only", "--out", str(tmp_path)])
+    assert code == 2 and "have no cells" in capsys.readouterr().err
+
+
+def test_a_cell_two_notebooks_share_is_computed_with_the_first():
+    from coftad_lib.reproduce.prefill import cells_by_notebook
+
+    nbs = [next((REPO / "notebooks").glob(f"{n}_*.ipynb")) for n in ("09", "16")]
+    (nb9, cells9), (nb16, cells16) = cells_by_notebook(nbs, get_profile("smoke"), [0])
+    all16 = plan_mod.notebook_cells(nb16, get_profile("smoke"), [0])
+    assert len(all16) == 4 and cells16 == []  # Fig. 7's four models are Table VI rows
+    assert len(cells9) == len(plan_mod.notebook_cells(nb9, get_profile("smoke"), [0]))
