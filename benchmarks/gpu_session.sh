@@ -13,7 +13,9 @@
 # 224 px), packing (fits per minute alone / packed / pooled at N = 1, 4, 8, 20 steps), compile (whether a
 # compiled step is reused across fits), paper (the paper profile with Lite0, seed 0, notebooks
 # 04, 09, 15, 16 = Tables I and VI and Figs. 6-7, computed into a cell cache with --cells-only until
-# its limit; cells whose data was not staged are reported missing). Each writes $OUT/<stage>.txt;
+# its limit, by 4 processes sharing the GPU (PAPER_EXECUTOR=local PAPER_WORKERS=.. PAPER_PACK=N to
+# change; the packing stage measures those ways first); cells whose data was not staged are
+# reported missing). Each writes $OUT/<stage>.txt;
 # $OUT/session.log has rc and seconds; $OUT/paper_cache.tar.gz holds the finished cells (extract it
 # into results/ here and run the notebooks: cached cells only render). 8 files, the tool's maximum.
 set -u
@@ -63,7 +65,7 @@ stage packing       "${LIMITS[2]}" "$PY" benchmarks/packing.py --device $DEV $T 
 stage compile       "${LIMITS[3]}" "$PY" benchmarks/compile_reuse.py --device $DEV $T $CR
 stage paper         "${LIMITS[4]}" "$PY" -m coftad_lib.reproduce --profile paper --param backbone=efficientnet_lite0 $PP \
     --only 04,09,15,16 --seeds 0 --cells-only --data-root .gpu/data --prep-dir /tmp/gpu_prep \
-    --out /tmp/gpu_paper --pack "${PAPER_PACK:-1}"
+    --out /tmp/gpu_paper --pack "${PAPER_PACK:-1}" --executor "${PAPER_EXECUTOR:-pool}" --workers "${PAPER_WORKERS:-4}"
 }
 if [ -d /tmp/gpu_paper/cache ]; then  # what finished, whether or not the stage reached its limit
     echo "paper: $(find /tmp/gpu_paper/cache -name '*.json' | wc -l) cells cached" | tee -a "$OUT/session.log"

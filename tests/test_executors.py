@@ -135,7 +135,7 @@ def test_local_executor_reports_a_raising_cell_too(folder_data, tmp_path):
 
 
 def test_bad_executor_names_and_missing_ray(monkeypatch):
-    with pytest.raises(COFTADInputError, match="local, ray"):
+    with pytest.raises(COFTADInputError, match="local, pool, ray"):
         get_executor("dask")
     with pytest.raises(COFTADInputError, match="gpus"):
         RayExecutor(gpus_per_cell=-1)
@@ -147,6 +147,7 @@ def test_bad_executor_names_and_missing_ray(monkeypatch):
     with pytest.raises(COFTADInputError, match="pip install"):
         executors.check_executor("ray")
     executors.check_executor("local")  # needs nothing
+    executors.check_executor("pool")
 
 
 def test_same_key_in_two_tables_runs_once(folder_data, tmp_path, monkeypatch):

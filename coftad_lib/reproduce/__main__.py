@@ -6,6 +6,7 @@ Examples:
     python -m coftad_lib.reproduce --profile smoke --param STEPS=5 --data-root ../shared/data
     python -m coftad_lib.reproduce --profile paper --executor ray --address auto --gpus-per-cell 0.25
     python -m coftad_lib.reproduce --profile paper --pack 8 --param backbone=efficientnet_lite0
+    python -m coftad_lib.reproduce --profile paper --executor pool --workers 4 --param backbone=efficientnet_lite0
     python -m coftad_lib.reproduce --profile paper --plan --plan-timings coftad_lib/reproduce/timings_h200.json
     python -m coftad_lib.reproduce --profile paper --only 04 --cells-only --param backbone=efficientnet_lite0
 """
@@ -61,11 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: python3)")
     p.add_argument("--log-output", action="store_true", help="stream notebook output to this terminal")
     p.add_argument("--executor", default="local", choices=EXECUTORS,
-                   help="where cells run: local (this process, default) or ray (one Ray task per cell)")
+                   help="where cells run: local (this process, default), pool (--workers processes here, "
+                        "sharing the GPU) or ray (one Ray task per cell)")
     p.add_argument("--address", default=None,
                    help="Ray cluster to join (auto = the one started with `ray start`); default: start a local Ray")
     p.add_argument("--gpus-per-cell", type=float, default=None,
                    help="GPU share of one cell with --executor ray (e.g. 0.25: four cells per GPU; default 0)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="processes running cells at once with --executor pool (sharing this machine's GPU; "
+                        "default 2)")
     p.add_argument("--pack", type=int, default=None, metavar="N",
                    help="fit up to N COFT-AD cells that share backbone, size, steps and losses in one batched step "
                         "(bn_mode eval; default 1 = each alone). For a GPU; slower on a CPU "
@@ -98,12 +103,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return prefill(args.profile, only=args.only, seeds=args.seeds, strict=args.strict,
                            data_root=args.data_root, prep_dir=args.prep_dir, out_dir=args.out, params=params,
                            notebooks_dir=args.notebooks, executor=args.executor, address=args.address,
-                           gpus_per_cell=args.gpus_per_cell, pack=args.pack)
+                           gpus_per_cell=args.gpus_per_cell, pack=args.pack, workers=args.workers)
         code, _ = run_series(args.profile, only=args.only, seeds=args.seeds, strict=args.strict,
                              data_root=args.data_root, prep_dir=args.prep_dir, out_dir=args.out, params=params,
                              notebooks_dir=args.notebooks, kernel_name=args.kernel, log_output=args.log_output,
                              executor=args.executor, address=args.address, gpus_per_cell=args.gpus_per_cell,
-                             pack=args.pack)
+                             pack=args.pack, workers=args.workers)
     except COFTADInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

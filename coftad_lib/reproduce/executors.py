@@ -15,7 +15,8 @@ cells' order), and the same rules:
   one worker (:mod:`coftad_lib.reproduce.packing`); each still gets its own record.
 
 ``"local"`` (:class:`LocalExecutor`, the default) runs the cells in this process in order and needs
-nothing beyond the package. ``"ray"`` (:class:`RayExecutor`) submits each cell as a Ray task
+nothing beyond the package. ``"pool"`` (:class:`~coftad_lib.reproduce.pool.PoolExecutor`) runs them
+in N spawned processes of this machine, sharing its GPU (no Ray needed). ``"ray"`` (:class:`RayExecutor`) submits each cell as a Ray task
 (``pip install -e ".[cluster]"``): ``address=None`` starts a local Ray, ``"auto"`` joins a running
 cluster; ``gpus_per_cell`` may be a fraction (0.25: four cells share a GPU). A worker that dies
 mid-cell (out of memory, a segfault, a lost node) is retried once by Ray, then reported as failed.
@@ -39,7 +40,7 @@ from .packing import ENV_PACK, check_pack, compute_pack, pack_groups
 #: cluster named on the command line (``--address``, ``--gpus-per-cell``)
 ENV_RAY_ADDRESS = "COFTAD_RAY_ADDRESS"
 ENV_GPUS_PER_CELL = "COFTAD_GPUS_PER_CELL"
-EXECUTORS: tuple[str, ...] = ("local", "ray")
+EXECUTORS: tuple[str, ...] = ("local", "pool", "ray")
 RAY_INSTALL = 'pip install -e ".[cluster]"  (or: pip install ray)'
 
 Outcome = tuple[dict[str, Any], Any]
@@ -201,6 +202,7 @@ class RayExecutor(_Base):
 def get_executor(executor: str | Executor = "local", **options: Any) -> Executor:
     """An executor from a name (``"local"``, ``"ray"``) or the executor itself.
 
+    ``"pool"`` takes ``workers`` from ``options``, else from ``COFTAD_WORKERS`` (``--workers``).
     ``"ray"`` takes ``address`` and ``gpus_per_cell`` from ``options``, else from
     :data:`ENV_RAY_ADDRESS` / :data:`ENV_GPUS_PER_CELL` (set by the runner's ``--address`` /
     ``--gpus-per-cell``); without Ray installed it fails at once naming the pip command. Both take
@@ -208,7 +210,7 @@ def get_executor(executor: str | Executor = "local", **options: Any) -> Executor
     """
     if not isinstance(executor, str):
         if not callable(getattr(executor, "run", None)):
-            raise COFTADInputError(f"executor={executor!r}: expected 'local', 'ray' or an object with run()")
+            raise COFTADInputError(f"executor={executor!r}: expected 'local', 'pool', 'ray' or an object with run()")
         return executor
     pack = os.environ.get(ENV_PACK)
     if pack:
@@ -218,6 +220,16 @@ def get_executor(executor: str | Executor = "local", **options: Any) -> Executor
             raise COFTADInputError(f"{ENV_PACK}={pack!r}: expected an int >= 1") from None
     if executor == "local":
         return LocalExecutor(**options)
+    if executor == "pool":
+        from .pool import ENV_WORKERS, PoolExecutor
+
+        workers = os.environ.get(ENV_WORKERS)
+        if workers:
+            try:
+                options.setdefault("workers", int(workers))
+            except ValueError:
+                raise COFTADInputError(f"{ENV_WORKERS}={workers!r}: expected an int >= 1") from None
+        return PoolExecutor(**options)
     if executor == "ray":
         options.setdefault("address", os.environ.get(ENV_RAY_ADDRESS) or None)
         gpus = os.environ.get(ENV_GPUS_PER_CELL)

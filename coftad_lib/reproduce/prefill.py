@@ -68,7 +68,7 @@ def prefill(profile: str, *, only: Sequence[str] | None = None, seeds: Sequence[
             prep_dir: str | os.PathLike = "prepared_data", out_dir: str | os.PathLike = "results",
             params: Mapping[str, Any] | None = None, notebooks_dir: str | os.PathLike = "notebooks",
             executor: str = "local", address: str | None = None, gpus_per_cell: float | None = None,
-            pack: int | None = None) -> int:
+            pack: int | None = None, workers: int | None = None) -> int:
     """CLI ``--cells-only``: prepare data, compute every planned cell into ``<out_dir>/cache``.
 
     Only the profile overrides of ``params`` count (``backbone=...``), as in a run. Returns 1 when
@@ -92,8 +92,9 @@ def prefill(profile: str, *, only: Sequence[str] | None = None, seeds: Sequence[
                                "have no cells")
     root = Path(data_root).resolve() if data_root is not None else default_data_root().resolve()
     prep = Path(prep_dir).resolve()
-    options = {k: v for k, v in (("address", address), ("gpus_per_cell", gpus_per_cell), ("pack", pack))
-               if v is not None and (executor == "ray" or k == "pack")}
+    wanted = {"ray": ("address", "gpus_per_cell"), "pool": ("workers",)}.get(executor, ())
+    options = {k: v for k, v in (("address", address), ("gpus_per_cell", gpus_per_cell), ("pack", pack),
+                                 ("workers", workers)) if v is not None and (k in wanted or k == "pack")}
     ex = get_executor(executor, **options)
     records: list[dict[str, Any]] = []
     # Notebook by notebook, each preparing its own data first: a run stopped by a time limit has

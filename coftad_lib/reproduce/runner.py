@@ -31,6 +31,7 @@ from .cache import atomic_write_json, atomic_write_text
 from .executors import ENV_GPUS_PER_CELL, ENV_RAY_ADDRESS, check_executor
 from .notebook_params import check_parameters, parameter_names
 from .packing import ENV_PACK, check_pack
+from .pool import ENV_WORKERS, check_workers
 from .profiles import derived_name, get_profile, split_overrides
 from .status import (
     ENV_NOTEBOOK,
@@ -243,14 +244,15 @@ def run_series(profile: str, *, only: Sequence[str] | None = None, seeds: Sequen
                notebooks_dir: str | os.PathLike = "notebooks", kernel_name: str = "python3",
                log_output: bool = False, report: bool = True, executor: str = "local",
                address: str | None = None, gpus_per_cell: float | None = None,
-               pack: int | None = None) -> tuple[int, list[NotebookResult]]:
+               pack: int | None = None, workers: int | None = None) -> tuple[int, list[NotebookResult]]:
     """Run the selected notebooks in order; write the summary and the report; return (exit code, results).
 
     Parameters given to each notebook: PROFILE, SEEDS (``seeds`` or the profile's), DATA_ROOT,
     PREP_DIR and OUT_DIR (absolute paths), ``params``, and EXECUTOR to the notebooks that declare
     it (those that run cells); ``address`` / ``gpus_per_cell`` reach ``EXECUTOR = "ray"`` through
     the environment (:mod:`coftad_lib.reproduce.executors`), and so does ``pack`` (COFT-AD cells
-    fitted per batched step, :mod:`coftad_lib.reproduce.packing`). ``params`` named in
+    fitted per batched step, :mod:`coftad_lib.reproduce.packing`), and ``workers`` (processes of
+    ``EXECUTOR = "pool"``, :mod:`coftad_lib.reproduce.pool`). ``params`` named in
     :data:`~coftad_lib.reproduce.profiles.OVERRIDE_KEYS` (``backbone``, ``steps``, ...) change the
     profile instead: ``paper`` with ``backbone=efficientnet_lite0`` runs as the profile
     ``paper+backbone=efficientnet_lite0``. All selected notebooks are checked for unknown
@@ -280,8 +282,10 @@ def run_series(profile: str, *, only: Sequence[str] | None = None, seeds: Sequen
     check_kernel(kernel_name)
     if pack is not None:
         check_pack(pack, "--pack")
-    env = {k: str(v) for k, v in ((ENV_RAY_ADDRESS, address), (ENV_GPUS_PER_CELL, gpus_per_cell), (ENV_PACK, pack))
-           if v is not None}
+    if workers is not None:
+        check_workers(workers)
+    env = {k: str(v) for k, v in ((ENV_RAY_ADDRESS, address), (ENV_GPUS_PER_CELL, gpus_per_cell), (ENV_PACK, pack),
+                                  (ENV_WORKERS, workers)) if v is not None}
     results = []
     for nb in notebooks:
         print(f"[reproduce] {nb.name} ...", flush=True)
@@ -290,6 +294,7 @@ def run_series(profile: str, *, only: Sequence[str] | None = None, seeds: Sequen
         results.append(res)
     meta = {"profile": prof["name"], "seeds": seeds, "strict": strict, "data_root": str(root),
             "prep_dir": str(prep), "out_dir": str(out), "executor": executor, "pack": pack or 1,
+            "workers": workers,
             "notebooks": [nb.name for nb in notebooks], "params": json.loads(json.dumps(params or {}, default=str))}
     summary = write_summary(results, out, meta)
     print(format_summary(results, summary_roots(meta)))
