@@ -22,8 +22,8 @@ ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.timeout(600)
 
 TESTS = Path(__file__).resolve().parent
-#: volatile record fields: wall-clock timings and whether the cache answered
-VOLATILE = ("fit_seconds", "score_seconds", "cached")
+#: volatile record fields: wall-clock timings, how many ran at once, whether the cache answered
+VOLATILE = ("fit_seconds", "score_seconds", "cached", "concurrency")
 
 
 class DyingDetector:

@@ -110,3 +110,38 @@ def test_calibration_times_small_fits_per_family():
     (row,) = table["fits"]
     assert row["family"] == "features" and row["seconds"] > 0 and row["images_per_second"] > 0
     assert row["fixed_seconds"] == row["seconds"]  # no training: nothing scales with steps
+
+
+def test_timings_from_a_cache_are_measured_cells_per_family(tmp_path):
+    cache = tmp_path / "cache"
+    kw = {"backbone": "efficientnet_lite0", "image_size": 224, "steps": 100, "batch_size": 64}
+    recs = [  # two COFT-AD cells fitted by a pool of 4 (8 s wall each = 2 s of the machine), one CSI alone
+        {"status": "ok", "method": "coftad", "method_kwargs": kw, "fit_seconds": 8.0, "concurrency": 4,
+         "score_seconds": 0.5, "n_test": 1000, "versions": {"device": "cuda (NVIDIA H200)"}},
+        {"status": "ok", "method": "coftad_np", "method_kwargs": kw, "fit_seconds": 12.0, "concurrency": 4,
+         "score_seconds": 0.5, "n_test": 1000, "versions": {"device": "cuda (NVIDIA H200)"}},
+        {"status": "ok", "method": "csi", "method_kwargs": kw, "fit_seconds": 30.0, "score_seconds": 1.0,
+         "n_test": 80, "versions": {"device": "cuda (NVIDIA H200)"}},
+        {"status": "missing", "method": "ae", "method_kwargs": kw},
+    ]
+    for i, rec in enumerate(recs):
+        atomic_write_json(cache / "cells" / f"{i}.json", rec)
+    timings = plan_mod.load_timings(cache)  # a folder holding cells/ is read as measured timings
+    rows = {r["family"]: r for r in timings["fits"]}
+    assert set(rows) == {"coftad", "csi"} and timings["device"] == "cuda (NVIDIA H200)"
+    assert rows["coftad"]["seconds"] == pytest.approx(2.5) and rows["coftad"]["n_records"] == 2
+    assert rows["coftad"]["images_per_second"] == pytest.approx(2000.0)
+    assert rows["csi"]["seconds"] == 30.0
+    cell = make_cell("I", "flowers17", "Daffodil/Tulip", 5, "coftad", 0, "paper+backbone=efficientnet_lite0")
+    assert plan_mod.cell_seconds(cell, timings) == pytest.approx(2.5 + 80 / 2000.0)  # same sizes: as measured
+    ae = make_cell("I", "flowers17", "Daffodil/Tulip", 5, "ae", 0, "paper+backbone=efficientnet_lite0")
+    assert math.isnan(plan_mod.cell_seconds(ae, timings))  # never measured: counted apart in the plan
+    rows = plan_mod.plan("paper+backbone=efficientnet_lite0", [next(NB.glob("04_*.ipynb"))], [0],
+                         tmp_path / "none", timings)
+    (row,) = rows
+    assert row["untimed"] == row["to_run"] - 24  # Table I's 8 tasks x (COFT-AD w/ and w/o np, CSI) timed
+    assert row["seconds"] == pytest.approx(8 * (2 * (2.5 + 80 / 2000) + 30 + 80 / 80))
+    text = plan_mod.format_plan(rows, timings, "p")
+    assert f"+ {row['untimed']} cells of untimed families" in text
+    with pytest.raises(COFTADInputError, match="no ok cell records"):
+        plan_mod.timings_from_cache(tmp_path / "empty")

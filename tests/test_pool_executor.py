@@ -19,8 +19,8 @@ from coftad_lib.reproduce.executors import LocalExecutor, get_executor
 from coftad_lib.reproduce.pool import PoolExecutor
 
 pytestmark = pytest.mark.timeout(600)
-#: volatile record fields: wall-clock timings and whether the cache answered
-VOLATILE = ("fit_seconds", "score_seconds", "cached")
+#: volatile record fields: wall-clock timings, how many ran at once, whether the cache answered
+VOLATILE = ("fit_seconds", "score_seconds", "cached", "concurrency")
 
 
 class DyingDetector:

@@ -62,9 +62,13 @@ class _Base:
 
     ``pack``: at most this many COFT-AD cells that can share a step are fitted in one batched step
     (:mod:`coftad_lib.reproduce.packing`); 1 (the default) fits every cell alone.
+    ``concurrency``: how many calls run at once on this machine (1 here, a pool's workers), written
+    into each computed record so that ``fit_seconds`` can be read as throughput (``--plan-timings
+    <cache folder>``); None where unknown (a Ray cluster).
     """
 
     name = "base"
+    concurrency: int | None = 1
 
     def __init__(self, pack: int = 1) -> None:
         self.pack = check_pack(pack)
@@ -84,6 +88,8 @@ class _Base:
 
         def done(key: str, outcome: Outcome) -> None:
             record, feats = outcome
+            if self.concurrency is not None:
+                record = {**record, "concurrency": self.concurrency}
             store_record(record, feats, cache_dir)
             for i in todo[key]:
                 c = cells[i]
@@ -147,6 +153,7 @@ class RayExecutor(_Base):
     """
 
     name = "ray"
+    concurrency = None  # tasks spread over a cluster: not one machine's share
 
     def __init__(self, address: str | None = None, gpus_per_cell: float = 0.0, cpus_per_cell: float = 1.0,
                  max_retries: int = 1, init_kwargs: Mapping[str, Any] | None = None, pack: int = 1) -> None:

@@ -105,9 +105,43 @@ def is_cached(cell: Cell, table: str, cache_dir: Path, profile: str | Mapping[st
     return cell_path(cache_dir, key).exists()
 
 
+def timings_from_cache(cache: str | os.PathLike) -> dict[str, Any]:
+    """Timing rows measured by an earlier run: the ``ok`` cell records of a cache folder.
+
+    One row per (family, backbone, image size, steps, batch size): the median over its records of
+    ``fit_seconds / concurrency`` (a pool of 4 workers finishes 4 fits in one fit's wall time, so
+    a record's share of the machine is a quarter) and of the scoring speed ``n_test / score_seconds``.
+    A planned cell of the same sizes takes the row as it is; other sizes scale it as any row.
+    Families without a record get no row ("?" in the plan). ``device``: the devices the records name.
+    """
+    groups: dict[tuple, list[tuple[float, float]]] = {}
+    devices: set[str] = set()
+    for f in sorted((Path(cache) / "cells").glob("*.json")):
+        rec = json.loads(f.read_text())
+        kw, fam = rec.get("method_kwargs") or {}, FAMILIES.get(rec.get("method", ""))
+        if rec.get("status") != "ok" or fam is None or not rec.get("score_seconds") or "fit_seconds" not in rec:
+            continue
+        share = float(rec["fit_seconds"]) / float(rec.get("concurrency") or 1)
+        key = (fam, kw.get("backbone"), kw.get("image_size"), kw.get("steps"), kw.get("batch_size"))
+        groups.setdefault(key, []).append((share, float(rec["n_test"]) / float(rec["score_seconds"])))
+        devices.add(str((rec.get("versions") or {}).get("device", "?")))
+    if not groups:
+        raise COFTADInputError(f"--plan-timings {cache}: no ok cell records with timings in {Path(cache) / 'cells'}")
+    fits = []
+    for (fam, backbone, size, steps, batch), vals in sorted(groups.items(), key=str):
+        fit = float(np.median([v[0] for v in vals]))
+        fits.append({"family": fam, "backbone": backbone, "image_size": float(size or 1), "steps": float(steps or 1),
+                     "batch_size": float(batch or 1), "seconds": fit, "fixed_seconds": 0.0,
+                     "images_per_second": float(np.median([v[1] for v in vals])), "n_records": len(vals)})
+    return {"device": "; ".join(sorted(devices)), "source": f"measured cells in {cache}", "fits": fits}
+
+
 def load_timings(path: str | os.PathLike) -> dict[str, Any]:
-    """A benchmark file (JSON or CSV, see the module docstring) as ``{"device", "source", "fits": [...]}``."""
+    """A benchmark file (JSON or CSV, see the module docstring) as ``{"device", "source", "fits": [...]}``;
+    a cache folder (one holding ``cells/``) gives :func:`timings_from_cache`."""
     p = Path(path)
+    if (p / "cells").is_dir():
+        return timings_from_cache(p)
     if not p.is_file():
         raise COFTADInputError(f"--plan-timings {p}: no such file")
     if p.suffix.lower() == ".csv":
@@ -191,7 +225,9 @@ def cell_seconds(cell: Cell, timings: Mapping[str, Any]) -> float:
     rows = [r for r in timings["fits"] if r["family"] == fam] or [r for r in timings["fits"] if r["family"] == "default"]
     if not rows:
         return float("nan")
-    row = next((r for r in rows if r["backbone"] == kw.get("backbone")), rows[0])
+    sizes = [kw.get("backbone"), *(float(kw[k]) if k in kw else None for k in ("image_size", "steps", "batch_size"))]
+    row = next((r for r in rows if [r["backbone"], r["image_size"], r["steps"], r["batch_size"]] == sizes),
+               next((r for r in rows if r["backbone"] == kw.get("backbone")), rows[0]))
     pixels = (float(kw.get("image_size", row["image_size"])) / row["image_size"]) ** 2
     work = 1.0 if fam in UNTRAINED else (float(kw.get("steps", row["steps"])) / row["steps"]
                                          * float(kw.get("batch_size", row["batch_size"])) / row["batch_size"])
@@ -203,7 +239,8 @@ def cell_seconds(cell: Cell, timings: Mapping[str, Any]) -> float:
 
 def plan(profile: str | Mapping[str, Any], notebooks: Sequence[Path], seeds: Sequence[int],
          cache_dir: Path, timings: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-    """One row per notebook: cells, cached, shared (computed by an earlier notebook), to_run, seconds."""
+    """One row per notebook: cells, cached, shared (computed by an earlier notebook), to_run, seconds,
+    and ``untimed``: cells to run whose family has no timing row (left out of ``seconds``)."""
     prof = get_profile(profile)
     per_nb = {nb: notebook_cells(nb, prof, seeds) for nb in notebooks}
     if timings is None:
@@ -214,11 +251,11 @@ def plan(profile: str | Mapping[str, Any], notebooks: Sequence[Path], seeds: Seq
     for nb, cells in per_nb.items():
         if cells is None:
             rows.append({"notebook": nb.stem, "cells": 0, "cached": 0, "shared": 0, "to_run": 0, "seconds": 0.0,
-                         "note": "no cells planned (not a table or figure notebook)"})
+                         "untimed": 0, "note": "no cells planned (not a table or figure notebook)"})
             continue
         m = _NB_TABLE.match(nb.name)
         table = m.group(1) if m else ""
-        cached_n = shared = 0
+        cached_n = shared = untimed = 0
         secs = 0.0
         for cell in cells:
             key = cell.key(prof["name"])
@@ -227,18 +264,18 @@ def plan(profile: str | Mapping[str, Any], notebooks: Sequence[Path], seeds: Seq
             elif key in seen and table not in ("VIII", "X"):
                 shared += 1
             else:
-                secs += cell_seconds(cell, timings)
+                t = cell_seconds(cell, timings)
+                untimed += t != t  # NaN: no row for its family
+                secs += 0.0 if t != t else t
             seen.add(key)
         rows.append({"notebook": nb.stem, "cells": len(cells), "cached": cached_n, "shared": shared,
-                     "to_run": len(cells) - cached_n - shared, "seconds": secs, "note": ""})
+                     "to_run": len(cells) - cached_n - shared, "seconds": secs, "untimed": untimed, "note": ""})
     return rows
 
 
-def _hms(seconds: float) -> str:
-    if seconds != seconds:  # NaN: no timing row for a family
-        return "?"
+def _hms(seconds: float, untimed: int = 0) -> str:
     h, rem = divmod(int(round(seconds)), 3600)
-    return f"{h}:{rem // 60:02d}:{rem % 60:02d}"
+    return f"{h}:{rem // 60:02d}:{rem % 60:02d}" + (f" + {untimed} cells of untimed families" if untimed else "")
 
 
 def format_plan(rows: Sequence[Mapping[str, Any]], timings: Mapping[str, Any], profile: str) -> str:
@@ -248,10 +285,10 @@ def format_plan(rows: Sequence[Mapping[str, Any]], timings: Mapping[str, Any], p
              "|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['notebook']} | {r['cells']} | {r['cached']} | {r['shared']} | {r['to_run']} "
-                     f"| {_hms(r['seconds'])} |" + (f" {r['note']}" if r["note"] else ""))
-    total = sum(r["seconds"] for r in rows)
+                     f"| {_hms(r['seconds'], r.get('untimed', 0))} |" + (f" {r['note']}" if r["note"] else ""))
+    total, untimed = sum(r["seconds"] for r in rows), sum(r.get("untimed", 0) for r in rows)
     lines.append(f"| **total** | {sum(r['cells'] for r in rows)} | {sum(r['cached'] for r in rows)} "
-                 f"| {sum(r['shared'] for r in rows)} | {sum(r['to_run'] for r in rows)} | **{_hms(total)}** |")
+                 f"| {sum(r['shared'] for r in rows)} | {sum(r['to_run'] for r in rows)} | **{_hms(total, untimed)}** |")
     return "\n".join(lines)
 
 

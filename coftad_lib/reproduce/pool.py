@@ -92,7 +92,7 @@ class PoolExecutor(_Base):
     def __init__(self, workers: int = 2, threads: int | None = None, max_retries: int = 1,
                  initializer: Callable[[], None] | None = None, pack: int = 1) -> None:
         super().__init__(pack)
-        self.workers = check_workers(workers)
+        self.workers = self.concurrency = check_workers(workers)
         self.threads = int(threads) if threads else max(1, (os.cpu_count() or 1) // workers)
         self.max_retries, self.initializer = int(max_retries), initializer
 
