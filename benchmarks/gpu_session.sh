@@ -70,4 +70,7 @@ stage paper         "${LIMITS[4]}" "$PY" -m coftad_lib.reproduce --profile paper
 if [ -d /tmp/gpu_paper/cache ]; then  # what finished, whether or not the stage reached its limit
     echo "paper: $(find /tmp/gpu_paper/cache -name '*.json' | wc -l) cells cached" | tee -a "$OUT/session.log"
     tar czf "$OUT/paper_cache.tar.gz" -C /tmp/gpu_paper cache
+    # the whole paper profile (Lite0, 3 seeds) priced from the fits just measured, into session.log
+    timeout 60 "$PY" -m coftad_lib.reproduce --profile paper --param backbone=efficientnet_lite0 $PP --plan \
+        --plan-timings /tmp/gpu_paper/cache --out /tmp/gpu_plan 2>&1 | tail -n 24 | tee -a "$OUT/session.log"
 fi
