@@ -109,3 +109,20 @@ def test_bad_worker_counts_are_refused(monkeypatch):
     monkeypatch.setenv("COFTAD_WORKERS", "two")
     with pytest.raises(COFTADInputError, match="COFTAD_WORKERS"):
         get_executor("pool")
+
+
+def test_closures_travel_and_a_call_that_cannot_travel_fails_at_once():
+    """Tables VIII and X map local score functions; a call pickle cannot send raises, never hangs."""
+    import threading
+
+    offset = 10
+
+    def add(x):  # a closure: plain pickle cannot send it
+        return x + offset
+
+    got = {}
+    ex = PoolExecutor(workers=1, threads=1)
+    ex.map(add, {"a": (1,), "b": (2,)}, lambda k, r, e: got.__setitem__(k, (r, e)))
+    assert got == {"a": (11, None), "b": (12, None)}
+    with pytest.raises(COFTADInputError, match="cannot be sent to a worker"):
+        ex.map(add, {"lock": (threading.Lock(),)}, lambda k, r, e: None)

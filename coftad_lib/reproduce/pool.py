@@ -37,6 +37,20 @@ def check_workers(workers: Any) -> int:
     return workers
 
 
+def _dumps(obj: Any) -> bytes:
+    """``obj`` as bytes with cloudpickle when installed (the closures that Tables VIII and X map
+    over travel too, as with Ray), else with pickle.
+
+    Serialised here rather than by the queue's feeder thread, whose errors are only printed: a call
+    that cannot travel would leave the driver waiting for a result that never comes.
+    """
+    try:
+        import cloudpickle
+    except ImportError:
+        return pickle.dumps(obj)
+    return cloudpickle.dumps(obj)
+
+
 def _picklable(exc: BaseException) -> BaseException:
     """``exc`` if it survives pickling (to travel back to the driver), else a RuntimeError naming it."""
     try:
@@ -69,11 +83,16 @@ def _worker(index: int, threads: int, inbox: Any, outbox: Any, initializer: Call
             continue
         if item is None:
             return
-        key, fn, args = item
+        key, fn, args = pickle.loads(item)
         try:
-            outbox.put((index, key, True, fn(*args)))
+            result = fn(*args)
         except Exception as exc:  # the call's own error: the driver raises it
-            outbox.put((index, key, False, _picklable(exc)))
+            outbox.put(_dumps((index, key, False, _picklable(exc))))
+            continue
+        try:
+            outbox.put(_dumps((index, key, True, result)))
+        except Exception as exc:
+            outbox.put(_dumps((index, key, False, RuntimeError(f"the result of {key} cannot be sent back: {exc}"))))
 
 
 class PoolExecutor(_Base):
@@ -126,7 +145,12 @@ class _Pool:
         key = self.todo.popleft() if self.todo else None
         self.current[i] = key
         if key is not None:
-            self.procs[i][1].put((key, self.fn, self.calls[key]))
+            try:
+                payload = _dumps((key, self.fn, self.calls[key]))
+            except Exception as exc:
+                raise COFTADInputError(f"--executor pool: call {key!r} cannot be sent to a worker process "
+                                       f"({type(exc).__name__}: {exc})") from exc
+            self.procs[i][1].put(payload)
 
     def check_alive(self) -> None:
         """Replace each dead worker; retry its cell or report it."""
@@ -150,7 +174,7 @@ class _Pool:
                 self.start(i)
             while any(k is not None for k in self.current.values()):
                 try:
-                    i, key, ok, result = self.outbox.get(timeout=0.5)
+                    i, key, ok, result = pickle.loads(self.outbox.get(timeout=0.5))
                 except queue.Empty:
                     self.check_alive()
                     continue
