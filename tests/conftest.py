@@ -63,3 +63,11 @@ def flowers_root(tmp_path_factory) -> Path:
         names.append(name)
     (jpg / "files.txt").write_text("\n".join(names) + "\n")
     return root
+
+
+@pytest.fixture(scope="module")
+def folder_data(tmp_path_factory) -> Path:
+    """A folder dataset (train/, test/good/, test/defect/) of 32 px stripe textures."""
+    from coftad_lib.datasets.synthetic import write_texture_folder
+
+    return write_texture_folder(tmp_path_factory.mktemp("textures"), n_train=4, n_normal=8, n_anom=8, size=32)

@@ -11,41 +11,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from executor_cases import install_dying_detector, stable, texture_table, tiny_profile
 
-from coftad_lib.datasets.synthetic import write_texture_folder
 from coftad_lib.errors import COFTADInputError
-from coftad_lib.reproduce import cells as cells_mod
-from coftad_lib.reproduce import executors, get_profile, make_cell, run_cells
+from coftad_lib.reproduce import executors, make_cell, run_cells
 from coftad_lib.reproduce.executors import LocalExecutor, RayExecutor, get_executor
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.timeout(600)
 
 TESTS = Path(__file__).resolve().parent
-#: volatile record fields: wall-clock timings, how many ran at once, whether the cache answered
-VOLATILE = ("fit_seconds", "score_seconds", "cached", "concurrency")
-
-
-class DyingDetector:
-    """Test-only detector: leaves a marker per attempt, then kills its process mid-fit."""
-
-    def __init__(self, seed: int = 0, marker_dir: str = "", **_):
-        self.marker_dir = Path(marker_dir)
-
-    def fit(self, images):
-        n = len(list(self.marker_dir.glob("attempt-*")))
-        (self.marker_dir / f"attempt-{n}-{os.getpid()}").touch()
-        os._exit(1)
-
-
-def install_test_detectors() -> None:
-    """Ray worker setup hook: method ``"die"`` builds a :class:`DyingDetector`, the rest the registry's."""
-    real = cells_mod._make_detector
-
-    def make(method, **kwargs):
-        return DyingDetector(**kwargs) if method == "die" else real(method, **kwargs)
-
-    cells_mod._make_detector = make
 
 
 @pytest.fixture(scope="module")
@@ -53,38 +28,20 @@ def local_ray():
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])),
            "OMP_NUM_THREADS": "1"}
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=80 * 1024 * 1024, log_to_driver=False,
-             runtime_env={"env_vars": env, "worker_process_setup_hook": install_test_detectors})
+             runtime_env={"env_vars": env, "worker_process_setup_hook": install_dying_detector})
     yield ray
     ray.shutdown()
 
 
-@pytest.fixture(scope="module")
-def folder_data(tmp_path_factory):
-    """A folder dataset (train/, test/good/, test/defect/) of 32 px stripe textures."""
-    root = write_texture_folder(tmp_path_factory.mktemp("textures"), n_train=4, n_normal=8, n_anom=8, size=32)
-    return root
-
-
 def _profile():
-    prof = get_profile("smoke")
-    prof.update(name="exec-test", image_size=32, steps=1, batch_size=4, device="cpu")
-    return prof
-
-
-def _table(prof, seeds=(0, 1)):
-    """A small table: pretrained features and COFT-AD (1 step) x 2 seeds on the folder task."""
-    return [make_cell("T", "folder", "textures", 4, m, s, prof) for m in ("pretrained", "coftad") for s in seeds]
-
-
-def _stable(records):
-    return [{k: v for k, v in r.items() if k not in VOLATILE} for r in records]
+    return tiny_profile("exec-test")
 
 
 def test_ray_gives_the_local_executors_records(local_ray, folder_data, tmp_path):
     import torch
 
     prof = _profile()
-    cells = _table(prof)
+    cells = texture_table(prof)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each Ray worker (num_cpus=1): same float summation order
     try:
@@ -93,18 +50,18 @@ def test_ray_gives_the_local_executors_records(local_ray, folder_data, tmp_path)
         torch.set_num_threads(threads)
     remote = RayExecutor().run(cells, folder_data, tmp_path / "ray", prof, progress=False)
     assert [r["status"] for r in remote] == ["ok"] * 4
-    assert _stable(remote) == _stable(local)
+    assert stable(remote) == stable(local)
     # the driver wrote every record into the cache; a rerun reads them back without computing
     assert len(list((tmp_path / "ray" / "cells").glob("*.json"))) == 4
     again = get_executor("ray").run(cells, folder_data, tmp_path / "ray", prof, progress=False)
-    assert all(r["cached"] for r in again) and _stable(again) == _stable(remote)
+    assert all(r["cached"] for r in again) and stable(again) == stable(remote)
     df = run_cells(cells, folder_data, tmp_path / "ray", prof, progress=False, executor="ray")
     assert list(df["auroc"]) == [r["auroc"] for r in local]
 
 
 def test_a_raising_cell_is_reported_while_the_others_finish(local_ray, folder_data, tmp_path):
     prof = _profile()
-    good = _table(prof, seeds=(0,))
+    good = texture_table(prof, seeds=(0,))
     bad = make_cell("T", "folder", "textures", 4, "coftad", 0, prof, no_such_argument=1)
     records = RayExecutor().run([good[0], bad, good[1]], folder_data, tmp_path, prof, progress=False)
     assert [r["status"] for r in records] == ["ok", "failed", "ok"]
@@ -120,7 +77,7 @@ def test_a_dying_worker_is_retried_once_then_reported(local_ray, folder_data, tm
     marks = tmp_path / "marks"
     marks.mkdir()
     dying = make_cell("T", "folder", "textures", 4, "die", 0, prof, marker_dir=str(marks))
-    good = _table(prof, seeds=(0,))[0]
+    good = texture_table(prof, seeds=(0,))[0]
     records = RayExecutor(max_retries=1).run([dying, good], folder_data, tmp_path / "c", prof, progress=False)
     assert [r["status"] for r in records] == ["failed", "ok"]
     assert "worker died" in records[0]["message"] and "1 retry" in records[0]["message"]

@@ -6,69 +6,26 @@ Real detectors (Lite0 at 32 px, 1 step) on a generated folder dataset, 2 workers
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
+from executor_cases import install_dying_detector, stable, texture_table, tiny_profile
 
-from coftad_lib.datasets.synthetic import write_texture_folder
 from coftad_lib.errors import COFTADInputError
-from coftad_lib.reproduce import cells as cells_mod
-from coftad_lib.reproduce import get_profile, make_cell
+from coftad_lib.reproduce import make_cell
 from coftad_lib.reproduce.executors import LocalExecutor, get_executor
 from coftad_lib.reproduce.pool import PoolExecutor
 
 pytestmark = pytest.mark.timeout(600)
-#: volatile record fields: wall-clock timings, how many ran at once, whether the cache answered
-VOLATILE = ("fit_seconds", "score_seconds", "cached", "concurrency")
-
-
-class DyingDetector:
-    """Test-only detector: leaves a marker per attempt, then kills its process mid-fit."""
-
-    def __init__(self, seed: int = 0, marker_dir: str = "", **_):
-        self.marker_dir = Path(marker_dir)
-
-    def fit(self, images):
-        n = len(list(self.marker_dir.glob("attempt-*")))
-        (self.marker_dir / f"attempt-{n}-{os.getpid()}").touch()
-        os._exit(1)
-
-
-def install_dying_detector() -> None:
-    """Worker initializer: method ``"die"`` builds a :class:`DyingDetector`, the rest the registry's."""
-    real = cells_mod._make_detector
-
-    def make(method, **kwargs):
-        return DyingDetector(**kwargs) if method == "die" else real(method, **kwargs)
-
-    cells_mod._make_detector = make
-
-
-@pytest.fixture(scope="module")
-def folder_data(tmp_path_factory):
-    return write_texture_folder(tmp_path_factory.mktemp("textures"), n_train=4, n_normal=8, n_anom=8, size=32)
 
 
 def _profile():
-    prof = get_profile("smoke")
-    prof.update(name="pool-test", image_size=32, steps=1, batch_size=4, device="cpu")
-    return prof
-
-
-def _table(prof, seeds=(0, 1)):
-    return [make_cell("T", "folder", "textures", 4, m, s, prof) for m in ("pretrained", "coftad") for s in seeds]
-
-
-def _stable(records):
-    return [{k: v for k, v in r.items() if k not in VOLATILE} for r in records]
+    return tiny_profile("pool-test")
 
 
 def test_pool_gives_the_local_executors_records(folder_data, tmp_path, monkeypatch):
     import torch
 
     prof = _profile()
-    cells = _table(prof)
+    cells = texture_table(prof)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each worker (threads=1): same float summation order
     try:
@@ -80,7 +37,7 @@ def test_pool_gives_the_local_executors_records(folder_data, tmp_path, monkeypat
     assert isinstance(ex, PoolExecutor) and ex.workers == 2
     pooled = ex.run(cells, folder_data, tmp_path / "pool", prof, progress=False)
     assert [r["status"] for r in pooled] == ["ok"] * 4
-    assert _stable(pooled) == _stable(local)
+    assert stable(pooled) == stable(local)
     assert len(list((tmp_path / "pool" / "cells").glob("*.json"))) == 4
 
 
@@ -88,7 +45,7 @@ def test_a_raising_and_a_dying_cell_are_reported_while_the_others_finish(folder_
     prof = _profile()
     marks = tmp_path / "marks"
     marks.mkdir()
-    good = _table(prof, seeds=(0,))
+    good = texture_table(prof, seeds=(0,))
     bad = make_cell("T", "folder", "textures", 4, "coftad", 0, prof, no_such_argument=1)
     dying = make_cell("T", "folder", "textures", 4, "die", 0, prof, marker_dir=str(marks))
     ex = PoolExecutor(workers=2, threads=1, max_retries=1, initializer=install_dying_detector)

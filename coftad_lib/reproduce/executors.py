@@ -206,8 +206,18 @@ class RayExecutor(_Base):
             on_done(key, result, None)
 
 
+def _option_from_env(options: dict[str, Any], name: str, env: str) -> None:
+    """``options[name]`` from the int in environment variable ``env`` unless given (the runner's flags)."""
+    value = os.environ.get(env)
+    if value:
+        try:
+            options.setdefault(name, int(value))
+        except ValueError:
+            raise COFTADInputError(f"{env}={value!r}: expected an int >= 1") from None
+
+
 def get_executor(executor: str | Executor = "local", **options: Any) -> Executor:
-    """An executor from a name (``"local"``, ``"ray"``) or the executor itself.
+    """An executor from a name (``"local"``, ``"pool"``, ``"ray"``) or the executor itself.
 
     ``"pool"`` takes ``workers`` from ``options``, else from ``COFTAD_WORKERS`` (``--workers``).
     ``"ray"`` takes ``address`` and ``gpus_per_cell`` from ``options``, else from
@@ -219,23 +229,13 @@ def get_executor(executor: str | Executor = "local", **options: Any) -> Executor
         if not callable(getattr(executor, "run", None)):
             raise COFTADInputError(f"executor={executor!r}: expected 'local', 'pool', 'ray' or an object with run()")
         return executor
-    pack = os.environ.get(ENV_PACK)
-    if pack:
-        try:
-            options.setdefault("pack", int(pack))
-        except ValueError:
-            raise COFTADInputError(f"{ENV_PACK}={pack!r}: expected an int >= 1") from None
+    _option_from_env(options, "pack", ENV_PACK)
     if executor == "local":
         return LocalExecutor(**options)
     if executor == "pool":
         from .pool import ENV_WORKERS, PoolExecutor
 
-        workers = os.environ.get(ENV_WORKERS)
-        if workers:
-            try:
-                options.setdefault("workers", int(workers))
-            except ValueError:
-                raise COFTADInputError(f"{ENV_WORKERS}={workers!r}: expected an int >= 1") from None
+        _option_from_env(options, "workers", ENV_WORKERS)
         return PoolExecutor(**options)
     if executor == "ray":
         options.setdefault("address", os.environ.get(ENV_RAY_ADDRESS) or None)
