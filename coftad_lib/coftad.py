@@ -160,8 +160,8 @@ class COFTAD(FeatureDetector):
     On a CPU the default sizes are :data:`SETTINGS` ["cpu"] (128 px, 32 steps, batch 16: 51-58 s
     for 5 shots on 2 quiet cores, 56-63 s on one core since channels_last on CPU; mean AUROC over 3 seeds above the pretrained features on
     Flowers17, +3.6, and on MVTec bottle, +0.4); on a GPU the paper's (224 px, 100 steps, batch 64, which on a CPU
-    takes ~40 min of one core and 10-13 GB of RAM; the CPU settings scored +0.00, +0.71 and +4.86
-    AUROC points against it on three measured fits). Pass ``settings="paper"`` for the paper's on any device
+    takes ~40 min of one core and 10-13 GB of RAM; over 3 seeds the CPU settings scored +0.10 on
+    Flowers17 and +1.13 on bottle against it on average, -4.57 to +4.86 per fit). Pass ``settings="paper"`` for the paper's on any device
     (benchmarks/results/cpu_settings.md has the measurements).
 
     Example:
