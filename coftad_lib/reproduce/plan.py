@@ -40,7 +40,7 @@ import numpy as np
 from ..errors import COFTADInputError
 from .cache import cached
 from .cells import Cell, cell_path
-from .profiles import derived_name, get_profile, split_overrides, table_limits
+from .profiles import get_profile, run_profile, table_limits
 
 #: registry method -> cost family (methods of one family cost about the same per step)
 FAMILIES: dict[str, str] = {
@@ -305,8 +305,7 @@ def print_plan(profile: str, *, only: Sequence[str] | None = None, seeds: Sequen
     from . import cache_dir
     from .runner import discover, select
 
-    overrides, _ = split_overrides(params or {})
-    prof = get_profile(derived_name(profile, overrides) if overrides else profile)
+    prof, _ = run_profile(profile, params)
     seed_list = [int(s) for s in (seeds if seeds is not None else prof["seeds"])]
     notebooks = select(discover(notebooks_dir), only)
     if timings:

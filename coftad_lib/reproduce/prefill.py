@@ -23,7 +23,7 @@ from typing import Any
 from ..errors import COFTADInputError
 from . import prep_runs
 from .cells import Cell
-from .profiles import derived_name, get_profile, split_overrides
+from .profiles import run_profile
 
 #: dataset -> how to prepare it from the raw data, as its data_prep notebook does (seed 0)
 PREPARE: dict[str, Callable[[Mapping[str, Any], Path, Path], prep_runs.PrepResult]] = {
@@ -45,8 +45,9 @@ def cells_by_notebook(notebooks: Sequence[Path], prof: Mapping[str, Any],
     for nb in notebooks:
         new = []
         for cell in notebook_cells(nb, prof, seeds) or []:
-            if cell.key(prof["name"]) not in seen:
-                seen.add(cell.key(prof["name"]))
+            key = cell.key(prof["name"])
+            if key not in seen:
+                seen.add(key)
                 new.append(cell)
         out.append((nb, new))
     return out
@@ -80,8 +81,7 @@ def prefill(profile: str, *, only: Sequence[str] | None = None, seeds: Sequence[
     from .executors import get_executor
     from .runner import default_data_root, discover, select
 
-    overrides, _ = split_overrides(params or {})
-    prof = get_profile(derived_name(profile, overrides) if overrides else profile)
+    prof, _ = run_profile(profile, params)
     seed_list = [int(s) for s in (seeds if seeds is not None else prof["seeds"])]
     notebooks = select(discover(notebooks_dir), only)
     if not notebooks:

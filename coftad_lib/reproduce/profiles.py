@@ -158,6 +158,13 @@ def split_overrides(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str
     return over, {k: v for k, v in params.items() if k not in OVERRIDE_KEYS}
 
 
+def run_profile(profile: str, params: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the profile a run uses, its other notebook parameters): ``params`` named in
+    :data:`OVERRIDE_KEYS` make the derived profile (``paper+backbone=efficientnet_lite0``)."""
+    overrides, rest = split_overrides(params or {})
+    return get_profile(derived_name(profile, overrides) if overrides else profile), rest
+
+
 def derived_name(base: str, overrides: Mapping[str, Any]) -> str:
     """``paper`` + ``{"backbone": "efficientnet_lite0"}`` -> ``"paper+backbone=efficientnet_lite0"``.
 

@@ -32,7 +32,7 @@ from .executors import ENV_GPUS_PER_CELL, ENV_RAY_ADDRESS, check_executor
 from .notebook_params import check_parameters, parameter_names
 from .packing import ENV_PACK, check_pack
 from .pool import ENV_WORKERS, check_workers
-from .profiles import derived_name, get_profile, split_overrides
+from .profiles import run_profile
 from .status import (
     ENV_NOTEBOOK,
     ENV_PROFILE,
@@ -258,10 +258,8 @@ def run_series(profile: str, *, only: Sequence[str] | None = None, seeds: Sequen
     ``paper+backbone=efficientnet_lite0``. All selected notebooks are checked for unknown
     parameters, and Ray for being installed, before the first one runs.
     """
-    overrides, params = split_overrides(params or {})
-    if overrides:  # --param backbone=efficientnet_lite0: a derived profile, "paper+backbone=..."
-        profile = derived_name(profile, overrides)
-    prof = get_profile(profile)
+    # --param backbone=efficientnet_lite0: a derived profile, "paper+backbone=..."
+    prof, params = run_profile(profile, params)
     seeds = [int(s) for s in (seeds if seeds is not None else prof["seeds"])]
     out = Path(out_dir).resolve()
     root = Path(data_root).resolve() if data_root is not None else default_data_root().resolve()
