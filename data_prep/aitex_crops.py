@@ -87,6 +87,105 @@ def _check_size(path: Path, size: tuple[int, int], patch: int) -> None:
         raise COFTADInputError(f"{path}: image is {size[0]}x{size[1]} (WxH); expected at least {patch}x{patch} to cut a patch")
 
 
+def _find_scans(root: Path) -> tuple[dict[str, Path], list[Path], list[Path]]:
+    """The layout's folders by name, and the sorted defect-free and defect PNG scans."""
+    dirs = {d: root / d for d in ("Defect_images", "NODefect_images", "Mask_images")}
+    for d in dirs.values():
+        if not d.is_dir():
+            raise DatasetNotFoundError(f"{d}: folder not found; {root} is not an AITEX folder.\n{HOW_TO_GET}")
+    normal_imgs = sorted(p for p in dirs["NODefect_images"].rglob("*.png") if not p.name.startswith("."))
+    defect_imgs = sorted(p for p in dirs["Defect_images"].glob("*.png") if not p.name.startswith("."))
+    if not normal_imgs:
+        raise COFTADInputError(f"{dirs['NODefect_images']}: no PNG scans; expected <fabric>/*.png defect-free scans")
+    if not defect_imgs:
+        raise COFTADInputError(f"{dirs['Defect_images']}: no PNG scans; expected nnnn_ddd_ff.png defect scans")
+    return dirs, normal_imgs, defect_imgs
+
+
+def _match_masks(
+    defect_imgs: list[Path], mask_dir: Path, skip_unmasked: Sequence[str]
+) -> tuple[dict[Path, list[Path]], list[str]]:
+    """Each defect scan's mask files, and the stems of the scans left out for having none."""
+    masks: dict[Path, list[Path]] = {}
+    skipped = []
+    for img in defect_imgs:
+        found = _masks_of(img.stem, mask_dir)
+        if found:
+            masks[img] = found
+        elif img.stem in skip_unmasked:
+            skipped.append(img.stem)
+        else:
+            raise COFTADInputError(
+                f"{img}: defect scan without a mask; expected {mask_dir / (img.stem + '_mask.png')} "
+                f"(pass skip_unmasked=(..., {img.stem!r}) to leave it out)"
+            )
+    return masks, skipped
+
+
+def _normal_patches(
+    img: Path,
+    root: Path,
+    normal_dir: Path,
+    out: Path,
+    seed: int,
+    patch: int,
+    patches_per_image: int,
+) -> list[dict]:
+    """Write one defect-free scan's random patches that are not there yet; their manifest rows."""
+    rel = img.relative_to(normal_dir)
+    size = check_image_file(img)
+    _check_size(img, size, patch)
+    rng = rng_for(seed, "aitex_crops", rel.as_posix())  # per scan: other scans do not shift it
+    xs = rng.integers(0, size[0] - patch + 1, size=patches_per_image)
+    ys = rng.integers(0, size[1] - patch + 1, size=patches_per_image)
+    prefix = "_".join(rel.with_suffix("").parts)
+    todo = [(i, int(x), int(y)) for i, (x, y) in enumerate(zip(xs, ys, strict=True))]
+    names = [f"normal/{prefix}_p{i}_x{x:04d}_y{y:04d}.png" for i, x, y in todo]
+    if not all((out / n).is_file() for n in names):
+        pixels = _read(img)
+        for (_, x, y), name in zip(todo, names, strict=True):
+            if not (out / name).is_file():
+                save_png_atomic(pixels.crop((x, y, x + patch, y + patch)), out / name)
+    rows = []
+    for (_, x, y), name in zip(todo, names, strict=True):
+        rows.append({"file": name, "label": 0, "kind": "normal", "source": img.relative_to(root).as_posix(),
+                     "x": x, "y": y, "patch": patch, "defect_px_in_patch": 0, "defect_px_total": 0})
+    return rows
+
+
+def _defect_center(defect: np.ndarray, center: str) -> tuple[float, float]:
+    """(x, y) centre of the (H, W) bool defect mask: its bounding box's middle or its centroid."""
+    ys_, xs_ = np.nonzero(defect)
+    if center == "bbox":
+        return (xs_.min() + xs_.max() + 1) / 2, (ys_.min() + ys_.max() + 1) / 2
+    return xs_.mean() + 0.5, ys_.mean() + 0.5
+
+
+def _defect_patch(
+    img: Path,
+    img_masks: list[Path],
+    root: Path,
+    out: Path,
+    patch: int,
+    center: str,
+    mask_threshold: int,
+) -> dict:
+    """Write the patch of one defect scan that holds its defect, unless there; its manifest row."""
+    size = check_image_file(img)
+    _check_size(img, size, patch)
+    defect = _defect_mask(img, img_masks, size, mask_threshold)
+    cx, cy = _defect_center(defect, center)
+    x, y = _crop_origin(cx, size[0], patch), _crop_origin(cy, size[1], patch)
+    name = f"defect/{img.stem}_x{x:04d}_y{y:04d}.png"
+    if not (out / name).is_file():
+        save_png_atomic(_read(img).crop((x, y, x + patch, y + patch)), out / name)
+    m = _NAME.match(img.stem)
+    return {"file": name, "label": 1, "kind": f"defect_{m.group(2)}" if m else "defect",
+            "source": img.relative_to(root).as_posix(), "x": x, "y": y, "patch": patch,
+            "defect_px_in_patch": int(defect[y : y + patch, x : x + patch].sum()),
+            "defect_px_total": int(defect.sum())}  # fmt: skip
+
+
 def prepare_crops(
     aitex_root: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -128,30 +227,8 @@ def prepare_crops(
     if patch <= 0 or patches_per_image <= 0:
         raise COFTADInputError(f"patch={patch}, patches_per_image={patches_per_image}; both must be positive")
     root, out = Path(aitex_root), Path(out_dir)
-    dirs = {d: root / d for d in ("Defect_images", "NODefect_images", "Mask_images")}
-    for d in dirs.values():
-        if not d.is_dir():
-            raise DatasetNotFoundError(f"{d}: folder not found; {root} is not an AITEX folder.\n{HOW_TO_GET}")
-    normal_imgs = sorted(p for p in dirs["NODefect_images"].rglob("*.png") if not p.name.startswith("."))
-    defect_imgs = sorted(p for p in dirs["Defect_images"].glob("*.png") if not p.name.startswith("."))
-    if not normal_imgs:
-        raise COFTADInputError(f"{dirs['NODefect_images']}: no PNG scans; expected <fabric>/*.png defect-free scans")
-    if not defect_imgs:
-        raise COFTADInputError(f"{dirs['Defect_images']}: no PNG scans; expected nnnn_ddd_ff.png defect scans")
-
-    masks: dict[Path, list[Path]] = {}
-    skipped = []
-    for img in defect_imgs:
-        found = _masks_of(img.stem, dirs["Mask_images"])
-        if found:
-            masks[img] = found
-        elif img.stem in skip_unmasked:
-            skipped.append(img.stem)
-        else:
-            raise COFTADInputError(
-                f"{img}: defect scan without a mask; expected {dirs['Mask_images'] / (img.stem + '_mask.png')} "
-                f"(pass skip_unmasked=(..., {img.stem!r}) to leave it out)"
-            )
+    dirs, normal_imgs, defect_imgs = _find_scans(root)
+    masks, skipped = _match_masks(defect_imgs, dirs["Mask_images"], skip_unmasked)
     inputs = normal_imgs + [p for img, ms in masks.items() for p in [img, *ms]]
     params = {
         "job": "aitex_crops", "seed": seed, "patch": patch, "patches_per_image": patches_per_image,
@@ -163,43 +240,11 @@ def prepare_crops(
         return out
 
     rows: list[dict] = []
+    normal_dir = dirs["NODefect_images"]
     for img in normal_imgs:
-        rel = img.relative_to(dirs["NODefect_images"])
-        size = check_image_file(img)
-        _check_size(img, size, patch)
-        rng = rng_for(seed, "aitex_crops", rel.as_posix())  # per scan: other scans do not shift it
-        xs = rng.integers(0, size[0] - patch + 1, size=patches_per_image)
-        ys = rng.integers(0, size[1] - patch + 1, size=patches_per_image)
-        prefix = "_".join(rel.with_suffix("").parts)
-        todo = [(i, int(x), int(y)) for i, (x, y) in enumerate(zip(xs, ys, strict=True))]
-        names = [f"normal/{prefix}_p{i}_x{x:04d}_y{y:04d}.png" for i, x, y in todo]
-        if not all((out / n).is_file() for n in names):
-            pixels = _read(img)
-            for (_, x, y), name in zip(todo, names, strict=True):
-                if not (out / name).is_file():
-                    save_png_atomic(pixels.crop((x, y, x + patch, y + patch)), out / name)
-        for (_, x, y), name in zip(todo, names, strict=True):
-            rows.append({"file": name, "label": 0, "kind": "normal", "source": img.relative_to(root).as_posix(),
-                         "x": x, "y": y, "patch": patch, "defect_px_in_patch": 0, "defect_px_total": 0})
-
+        rows += _normal_patches(img, root, normal_dir, out, seed, patch, patches_per_image)
     for img, img_masks in masks.items():
-        size = check_image_file(img)
-        _check_size(img, size, patch)
-        defect = _defect_mask(img, img_masks, size, mask_threshold)
-        ys_, xs_ = np.nonzero(defect)
-        if center == "bbox":
-            cx, cy = (xs_.min() + xs_.max() + 1) / 2, (ys_.min() + ys_.max() + 1) / 2
-        else:
-            cx, cy = xs_.mean() + 0.5, ys_.mean() + 0.5
-        x, y = _crop_origin(cx, size[0], patch), _crop_origin(cy, size[1], patch)
-        name = f"defect/{img.stem}_x{x:04d}_y{y:04d}.png"
-        if not (out / name).is_file():
-            save_png_atomic(_read(img).crop((x, y, x + patch, y + patch)), out / name)
-        m = _NAME.match(img.stem)
-        rows.append({"file": name, "label": 1, "kind": f"defect_{m.group(2)}" if m else "defect",
-                     "source": img.relative_to(root).as_posix(), "x": x, "y": y, "patch": patch,
-                     "defect_px_in_patch": int(defect[y : y + patch, x : x + patch].sum()),
-                     "defect_px_total": int(defect.sum())})  # fmt: skip
+        rows.append(_defect_patch(img, img_masks, root, out, patch, center, mask_threshold))
 
     write_csv_atomic(out / MANIFEST, rows, MANIFEST_FIELDS)
     if verbose:

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from coftad_lib.datasets.cifar_c import (
     DEFAULT_CORRUPTIONS,
     GENERATED_META,
+    CleanSet,
     infer_variant,
     read_clean,
 )
@@ -42,6 +43,54 @@ from coftad_lib.errors import COFTADInputError
 
 #: images corrupted per call; fixed so that a given seed always gives the same pixels
 CHUNK = 1000
+
+
+def _check_args(
+    severities: Sequence[int], corruptions: Sequence[str] | None
+) -> tuple[list[int], list[str]]:
+    """Validate the severities and corruptions; return them sorted / as a list of names."""
+    sev = sorted({int(s) for s in severities})
+    if not sev or any(s not in (1, 2, 3, 4, 5) for s in sev):
+        raise COFTADInputError(f"severities={list(severities)}: expected one or more of 1..5")
+    names = list(DEFAULT_CORRUPTIONS if corruptions is None else corruptions)
+    unknown = [n for n in names if n not in CORRUPTIONS]
+    if unknown or not names:
+        raise COFTADInputError(
+            f"corruptions={names}: unknown {unknown}; choose from {', '.join(CORRUPTIONS)}"
+        )
+    return sev, names
+
+
+def _check_out(out: Path, names: list[str], overwrite: bool) -> None:
+    """Refuse to replace files in ``out`` unless asked, and never write into official files."""
+    targets = [out / f"{n}.npy" for n in names] + [out / "labels.npy", out / GENERATED_META]
+    existing = [p for p in targets if p.exists()]
+    if existing and not overwrite:
+        raise COFTADInputError(
+            f"{out}: {existing[0].name} already exists; pass overwrite=True (--overwrite) to replace it"
+        )
+    if (out / "labels.npy").exists() and not (out / GENERATED_META).exists() and overwrite:
+        # An official CIFAR-C folder has no sidecar; never mix generated files into it.
+        raise COFTADInputError(f"{out}: looks like an official CIFAR-C folder; write elsewhere")
+
+
+def _write_corruptions(
+    data: CleanSet, out: Path, names: list[str], sev: list[int], seed: int, progress: bool
+) -> None:
+    """Write ``<name>.npy``: the (N, 32, 32, 3) images corrupted per severity, (S * N, 32, 32, 3)."""
+    n = len(data.ids)
+    total = len(names) * len(sev) * ((n + CHUNK - 1) // CHUNK)
+    bar = tqdm(total=total, desc="CIFAR-C", unit="chunk", disable=not progress)
+    for name in names:
+        stacked = np.empty((len(sev) * n, *data.images.shape[1:]), dtype=np.uint8)
+        for b, s in enumerate(sev):
+            rng = rng_for(seed, "cifar-c", name, s)
+            for start in range(0, n, CHUNK):
+                chunk = data.images[start : start + CHUNK]
+                stacked[b * n + start : b * n + start + len(chunk)] = corrupt(chunk, name, s, rng)
+                bar.update(1)
+        np.save(out / f"{name}.npy", stacked)
+    bar.close()
 
 
 def generate(
@@ -72,41 +121,12 @@ def generate(
         ``out`` as a Path.
     """
     out = Path(out)
-    sev = sorted({int(s) for s in severities})
-    if not sev or any(s not in (1, 2, 3, 4, 5) for s in sev):
-        raise COFTADInputError(f"severities={list(severities)}: expected one or more of 1..5")
-    names = list(DEFAULT_CORRUPTIONS if corruptions is None else corruptions)
-    unknown = [n for n in names if n not in CORRUPTIONS]
-    if unknown or not names:
-        raise COFTADInputError(
-            f"corruptions={names}: unknown {unknown}; choose from {', '.join(CORRUPTIONS)}"
-        )
+    sev, names = _check_args(severities, corruptions)
     variant = variant or infer_variant(clean)
-    targets = [out / f"{n}.npy" for n in names] + [out / "labels.npy", out / GENERATED_META]
-    existing = [p for p in targets if p.exists()]
-    if existing and not overwrite:
-        raise COFTADInputError(
-            f"{out}: {existing[0].name} already exists; pass overwrite=True (--overwrite) to replace it"
-        )
-    if (out / "labels.npy").exists() and not (out / GENERATED_META).exists() and overwrite:
-        # An official CIFAR-C folder has no sidecar; never mix generated files into it.
-        raise COFTADInputError(f"{out}: looks like an official CIFAR-C folder; write elsewhere")
-
+    _check_out(out, names, overwrite)
     data = read_clean(clean, variant, "test", limit_per_class=limit_per_class)
-    n = len(data.ids)
     out.mkdir(parents=True, exist_ok=True)
-    total = len(names) * len(sev) * ((n + CHUNK - 1) // CHUNK)
-    bar = tqdm(total=total, desc="CIFAR-C", unit="chunk", disable=not progress)
-    for name in names:
-        stacked = np.empty((len(sev) * n, *data.images.shape[1:]), dtype=np.uint8)
-        for b, s in enumerate(sev):
-            rng = rng_for(seed, "cifar-c", name, s)
-            for start in range(0, n, CHUNK):
-                chunk = data.images[start : start + CHUNK]
-                stacked[b * n + start : b * n + start + len(chunk)] = corrupt(chunk, name, s, rng)
-                bar.update(1)
-        np.save(out / f"{name}.npy", stacked)
-    bar.close()
+    _write_corruptions(data, out, names, sev, seed, progress)
     np.save(out / "labels.npy", np.tile(data.labels, len(sev)).astype(np.uint8))
     meta = {
         "format": "coftad CIFAR-C generated files, v1",
@@ -114,7 +134,7 @@ def generate(
         "severities": sev,
         "corruptions": names,
         "seed": seed,
-        "n_per_severity": n,
+        "n_per_severity": len(data.ids),
         "limit_per_class": limit_per_class,
         "clean_source": str(Path(data.source).resolve()),
         "constants": "hendrycks/robustness ImageNet-C/create_c/make_cifar_c.py",

@@ -161,6 +161,93 @@ def _to_uint8(vol: np.ndarray, window: tuple[float, float]) -> np.ndarray:
     return (np.clip(scaled, 0, 1) * 255).round().astype(np.uint8)
 
 
+def _volumes_to_slice(
+    vols: dict[str, dict[str, Path | None]],
+    vdir: Path,
+    labels: dict[tuple[str, int], int] | None,
+    labels_csv: str | os.PathLike | None,
+) -> dict[str, dict[str, Path | None]]:
+    """The volumes ``labels`` names, or, without labels, all of them once each has both masks."""
+    if labels is not None:
+        unknown = sorted({v for v, _ in labels} - set(vols))
+        if unknown:
+            raise COFTADInputError(f"{labels_csv}: volumes {', '.join(unknown)} are not in {vdir}")
+        vols = {k: v for k, v in vols.items() if any(name == k for name, _ in labels)}
+    else:
+        for name, files in vols.items():
+            missing = [k for k in ("solder", "void") if files[k] is None]
+            if missing:
+                ext = _split(files["volume"])[1]
+                want = " and ".join(str(vdir / f"{name}_{k}{ext}") for k in missing)
+                raise COFTADInputError(f"{files['volume']}: no {' / '.join(missing)} mask; expected {want} (or pass labels_csv)")
+    return vols
+
+
+def _mask_ratios(
+    files: dict[str, Path | None], vol: np.ndarray, axis: int, mode: str
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """:func:`slice_ratios` of the masks, checked to match the (Z, Y, X) ``vol``; Nones without."""
+    if files["solder"] is None or files["void"] is None:
+        return None, None, None
+    solder, void = read_volume(files["solder"]), read_volume(files["void"])
+    for kind, m in (("solder", solder), ("void", void)):
+        if m.shape != vol.shape:
+            raise COFTADInputError(f"{files[kind]}: {kind} mask has shape {m.shape} but its volume {files['volume']} has {vol.shape}")
+    return slice_ratios(solder, void, axis, mode)
+
+
+def _label_slices(
+    name: str,
+    shape: tuple[int, ...],
+    axis: int,
+    labels: dict[tuple[str, int], int] | None,
+    labels_csv: str | os.PathLike | None,
+    joint_px: np.ndarray | None,
+    ratio: np.ndarray | None,
+    threshold: float,
+    min_joint_fraction: float,
+) -> dict[int, int]:
+    """Slice index -> label in slice order: from ``labels``, else from the (n,) per-slice arrays."""
+    n = shape[axis]
+    if labels is not None:
+        picks = sorted(i for v, i in labels if v == name)
+        bad = [i for i in picks if not 0 <= i < n]
+        if bad:
+            raise COFTADInputError(f"{labels_csv}: slices {bad} of {name} are outside 0..{n - 1}")
+        return {i: labels[(name, i)] for i in picks}
+    area = np.prod(shape) / n
+    picks = [i for i in range(n) if joint_px[i] >= min_joint_fraction * area]
+    return {i: int(ratio[i] > threshold) for i in picks}
+
+
+def _write_slices(
+    name: str,
+    vol: np.ndarray,
+    slice_labels: dict[int, int],
+    out: Path,
+    axis: int,
+    window: tuple[float, float],
+    joint_px: np.ndarray | None,
+    void_px: np.ndarray | None,
+    ratio: np.ndarray | None,
+) -> list[dict]:
+    """Write the (Z, Y, X) ``vol``'s labelled slices that are not there yet; their manifest rows."""
+    rows = []
+    img8 = None
+    for i, label in slice_labels.items():
+        file = f"{'defect' if label else 'normal'}/{name}_ax{axis}_{i:04d}.png"
+        if not (out / file).is_file():
+            if img8 is None:
+                img8 = _to_uint8(vol, window)
+            save_png_atomic(Image.fromarray(np.ascontiguousarray(np.take(img8, i, axis=axis)), mode="L"), out / file)
+        rows.append({"file": file, "label": label, "kind": "void" if label else "normal", "volume": name,
+                     "axis": axis, "slice_index": i,
+                     "solder_px": "" if joint_px is None else int(joint_px[i]),
+                     "void_px": "" if void_px is None else int(void_px[i]),
+                     "ratio": "" if ratio is None else f"{ratio[i]:.6f}"})  # fmt: skip
+    return rows
+
+
 def slice_volumes(
     volume_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -197,18 +284,7 @@ def slice_volumes(
     vdir, out = Path(volume_dir), Path(out_dir)
     vols = find_volumes(vdir)
     labels = _read_labels(Path(labels_csv)) if labels_csv is not None else None
-    if labels is not None:
-        unknown = sorted({v for v, _ in labels} - set(vols))
-        if unknown:
-            raise COFTADInputError(f"{labels_csv}: volumes {', '.join(unknown)} are not in {vdir}")
-        vols = {k: v for k, v in vols.items() if any(name == k for name, _ in labels)}
-    else:
-        for name, files in vols.items():
-            missing = [k for k in ("solder", "void") if files[k] is None]
-            if missing:
-                ext = _split(files["volume"])[1]
-                want = " and ".join(str(vdir / f"{name}_{k}{ext}") for k in missing)
-                raise COFTADInputError(f"{files['volume']}: no {' / '.join(missing)} mask; expected {want} (or pass labels_csv)")
+    vols = _volumes_to_slice(vols, vdir, labels, labels_csv)
     inputs = [p for files in vols.values() for p in files.values() if p is not None]
     if labels_csv is not None:
         inputs.append(Path(labels_csv).resolve())
@@ -224,38 +300,10 @@ def slice_volumes(
     rows: list[dict] = []
     for name, files in vols.items():
         vol = read_volume(files["volume"])
-        n = vol.shape[axis]
-        if files["solder"] is not None and files["void"] is not None:
-            solder, void = read_volume(files["solder"]), read_volume(files["void"])
-            for kind, m in (("solder", solder), ("void", void)):
-                if m.shape != vol.shape:
-                    raise COFTADInputError(f"{files[kind]}: {kind} mask has shape {m.shape} but its volume {files['volume']} has {vol.shape}")
-            joint_px, void_px, ratio = slice_ratios(solder, void, axis, mode)
-        else:
-            joint_px = void_px = ratio = None
-        if labels is not None:
-            picks = sorted(i for v, i in labels if v == name)
-            bad = [i for i in picks if not 0 <= i < n]
-            if bad:
-                raise COFTADInputError(f"{labels_csv}: slices {bad} of {name} are outside 0..{n - 1}")
-            slice_labels = {i: labels[(name, i)] for i in picks}
-        else:
-            area = np.prod(vol.shape) / n
-            picks = [i for i in range(n) if joint_px[i] >= min_joint_fraction * area]
-            slice_labels = {i: int(ratio[i] > threshold) for i in picks}
-        img8 = None
-        for i in picks:
-            label = slice_labels[i]
-            file = f"{'defect' if label else 'normal'}/{name}_ax{axis}_{i:04d}.png"
-            if not (out / file).is_file():
-                if img8 is None:
-                    img8 = _to_uint8(vol, window)
-                save_png_atomic(Image.fromarray(np.ascontiguousarray(np.take(img8, i, axis=axis)), mode="L"), out / file)
-            rows.append({"file": file, "label": label, "kind": "void" if label else "normal", "volume": name,
-                         "axis": axis, "slice_index": i,
-                         "solder_px": "" if joint_px is None else int(joint_px[i]),
-                         "void_px": "" if void_px is None else int(void_px[i]),
-                         "ratio": "" if ratio is None else f"{ratio[i]:.6f}"})  # fmt: skip
+        joint_px, void_px, ratio = _mask_ratios(files, vol, axis, mode)
+        slice_labels = _label_slices(name, vol.shape, axis, labels, labels_csv, joint_px, ratio,
+                                     threshold, min_joint_fraction)  # fmt: skip
+        rows += _write_slices(name, vol, slice_labels, out, axis, window, joint_px, void_px, ratio)
     if not rows:
         raise COFTADInputError(f"{vdir}: no slice has a joint area of at least {min_joint_fraction:.0%}; lower min_joint_fraction")
     write_csv_atomic(out / MANIFEST, rows, MANIFEST_FIELDS)

@@ -51,6 +51,21 @@ def texture_table(prof, seeds=(0, 1)) -> list:
     return [make_cell("T", "folder", "textures", 4, m, s, prof) for m in ("pretrained", "coftad") for s in seeds]
 
 
+def local_reference(cells, data_root, cache, prof) -> list[dict]:
+    """The local executor's records for ``cells``, computed with 1 torch thread as each worker runs
+    (pool ``threads=1``, Ray ``num_cpus=1``), so the float summation order is the same."""
+    import torch
+
+    from coftad_lib.reproduce.executors import LocalExecutor
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return LocalExecutor().run(cells, data_root, cache, prof, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def stable(records) -> list[dict]:
     """``records`` without their :data:`VOLATILE` fields."""
     return [{k: v for k, v in r.items() if k not in VOLATILE} for r in records]

@@ -11,7 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from executor_cases import install_dying_detector, stable, texture_table, tiny_profile
+from executor_cases import (
+    install_dying_detector,
+    local_reference,
+    stable,
+    texture_table,
+    tiny_profile,
+)
 
 from coftad_lib.errors import COFTADInputError
 from coftad_lib.reproduce import executors, make_cell, run_cells
@@ -38,16 +44,9 @@ def _profile():
 
 
 def test_ray_gives_the_local_executors_records(local_ray, folder_data, tmp_path):
-    import torch
-
     prof = _profile()
     cells = texture_table(prof)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as each Ray worker (num_cpus=1): same float summation order
-    try:
-        local = LocalExecutor().run(cells, folder_data, tmp_path / "local", prof, progress=False)
-    finally:
-        torch.set_num_threads(threads)
+    local = local_reference(cells, folder_data, tmp_path / "local", prof)
     remote = RayExecutor().run(cells, folder_data, tmp_path / "ray", prof, progress=False)
     assert [r["status"] for r in remote] == ["ok"] * 4
     assert stable(remote) == stable(local)

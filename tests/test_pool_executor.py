@@ -7,11 +7,17 @@ Real detectors (Lite0 at 32 px, 1 step) on a generated folder dataset, 2 workers
 from __future__ import annotations
 
 import pytest
-from executor_cases import install_dying_detector, stable, texture_table, tiny_profile
+from executor_cases import (
+    install_dying_detector,
+    local_reference,
+    stable,
+    texture_table,
+    tiny_profile,
+)
 
 from coftad_lib.errors import COFTADInputError
 from coftad_lib.reproduce import make_cell
-from coftad_lib.reproduce.executors import LocalExecutor, get_executor
+from coftad_lib.reproduce.executors import get_executor
 from coftad_lib.reproduce.pool import PoolExecutor
 
 pytestmark = pytest.mark.timeout(600)
@@ -22,16 +28,9 @@ def _profile():
 
 
 def test_pool_gives_the_local_executors_records(folder_data, tmp_path, monkeypatch):
-    import torch
-
     prof = _profile()
     cells = texture_table(prof)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as each worker (threads=1): same float summation order
-    try:
-        local = LocalExecutor().run(cells, folder_data, tmp_path / "local", prof, progress=False)
-    finally:
-        torch.set_num_threads(threads)
+    local = local_reference(cells, folder_data, tmp_path / "local", prof)
     monkeypatch.setenv("COFTAD_WORKERS", "2")
     ex = get_executor("pool", threads=1)
     assert isinstance(ex, PoolExecutor) and ex.workers == 2

@@ -45,6 +45,60 @@ def read_manifest(root: Path, how_to_get: str) -> list[dict[str, str]]:
     return rows
 
 
+def _listed_paths(root: Path, rows: list[dict[str, str]], check_files: bool) -> list[Path]:
+    """The files ``rows`` list under ``root``, each checked to exist (and, if asked, to be whole)."""
+    paths = [root / row["file"] for row in rows]
+    for path in paths:
+        if not path.is_file():
+            raise DatasetNotFoundError(
+                f"{path}: listed in {root / MANIFEST} but missing; prepare the folder again"
+            )
+        if check_files:
+            check_image_file(path)
+    return paths
+
+
+def _check_counts(
+    root: Path,
+    normal: list[tuple[Path, dict[str, str]]],
+    defect: list[tuple[Path, dict[str, str]]],
+    shots: int,
+    n_test_normal: int,
+) -> None:
+    """Raise unless there are defect images and enough normals for the test set plus the shots."""
+    if not defect:
+        raise COFTADInputError(
+            f"{root / MANIFEST}: no defect images listed; expected some under {root / 'defect'}"
+        )
+    if len(normal) < n_test_normal + shots:
+        raise COFTADInputError(
+            f"{root}: {len(normal)} normal images, but n_test_normal={n_test_normal} test + shots={shots} "
+            f"training = {n_test_normal + shots} are needed; pass a smaller n_test_normal "
+            f"(at most {max(len(normal) - shots, 0)}) or prepare more images"
+        )
+
+
+def _draw_test_defect(
+    root: Path,
+    defect: list[tuple[Path, dict[str, str]]],
+    n_test_defect: int | None,
+    seed: int,
+    dataset: str,
+) -> list[tuple[Path, dict[str, str]]]:
+    """The defect (path, manifest row) pairs of the test set; None takes all of them."""
+    if n_test_defect is None:
+        return defect
+    if len(defect) < n_test_defect:
+        raise COFTADInputError(
+            f"{root}: {len(defect)} defect images, but n_test_defect={n_test_defect} are needed; "
+            f"pass n_test_defect={len(defect)} or less, or prepare more images"
+        )
+    test_defect, _ = choose(
+        defect, n_test_defect, rng_for(seed, dataset, "test_defect"), f"{root} defect"
+    )
+    return test_defect
+
+
 def load_crops(
     root: str | os.PathLike,
     shots: int,
@@ -80,40 +134,14 @@ def load_crops(
     """
     root = Path(root)
     rows = read_manifest(root, how_to_get)
-    paths = [root / row["file"] for row in rows]
-    for path in paths:
-        if not path.is_file():
-            raise DatasetNotFoundError(
-                f"{path}: listed in {root / MANIFEST} but missing; prepare the folder again"
-            )
-        if check_files:
-            check_image_file(path)
+    paths = _listed_paths(root, rows, check_files)
     normal = [(p, r) for p, r in zip(paths, rows, strict=True) if r["label"] == "0"]
     defect = [(p, r) for p, r in zip(paths, rows, strict=True) if r["label"] == "1"]
-    if not defect:
-        raise COFTADInputError(
-            f"{root / MANIFEST}: no defect images listed; expected some under {root / 'defect'}"
-        )
-    if len(normal) < n_test_normal + shots:
-        raise COFTADInputError(
-            f"{root}: {len(normal)} normal images, but n_test_normal={n_test_normal} test + shots={shots} "
-            f"training = {n_test_normal + shots} are needed; pass a smaller n_test_normal "
-            f"(at most {max(len(normal) - shots, 0)}) or prepare more images"
-        )
+    _check_counts(root, normal, defect, shots, n_test_normal)
     test_normal, pool = choose(
         normal, n_test_normal, rng_for(seed, dataset, "test_normal"), f"{root} normal"
     )
-    if n_test_defect is None:
-        test_defect = defect
-    else:
-        if len(defect) < n_test_defect:
-            raise COFTADInputError(
-                f"{root}: {len(defect)} defect images, but n_test_defect={n_test_defect} are needed; "
-                f"pass n_test_defect={len(defect)} or less, or prepare more images"
-            )
-        test_defect, _ = choose(
-            defect, n_test_defect, rng_for(seed, dataset, "test_defect"), f"{root} defect"
-        )
+    test_defect = _draw_test_defect(root, defect, n_test_defect, seed, dataset)
     train, _ = choose(pool, shots, rng_for(seed, dataset, "train"), f"{root} normal (shots)")
     test = test_normal + test_defect
     return FewShotTask(

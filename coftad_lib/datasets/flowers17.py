@@ -96,6 +96,70 @@ def parse_task(task: str) -> tuple[str, str]:
     return out[0], out[1]
 
 
+def _check_present(jpg: Path, normal: str, abnormal: str) -> None:
+    """Raise if any image of the two species is missing from ``jpg``."""
+    missing = [
+        jpg / n
+        for sp in (normal, abnormal)
+        for n in species_image_names(sp)
+        if not (jpg / n).is_file()
+    ]
+    if missing:
+        raise DatasetNotFoundError(
+            f"{jpg}: {len(missing)} images of {normal}/{abnormal} are missing (first: {missing[0]}); "
+            f"the dataset is incomplete\n{HOW_TO_GET}"
+        )
+
+
+def _check_counts(
+    jpg: Path, normal: str, shots: int, n_test_normal: int, n_test_abnormal: int
+) -> None:
+    """Raise unless the test and shot counts are >= 1 and fit into one species' images."""
+    if n_test_normal < 1 or n_test_abnormal < 1:
+        raise COFTADInputError(
+            f"n_test_normal={n_test_normal}, n_test_abnormal={n_test_abnormal}: both must be >= 1"
+        )
+    if shots < 1:
+        raise COFTADInputError(f"shots={shots}: at least one training image is needed")
+    if n_test_normal + shots > IMAGES_PER_CLASS:
+        raise COFTADInputError(
+            f"{jpg}: {normal} has {IMAGES_PER_CLASS} images, fewer than n_test_normal={n_test_normal} + shots={shots}"
+        )
+
+
+def _draw(
+    jpg: Path,
+    name: str,
+    normal: str,
+    abnormal: str,
+    shots: int,
+    seed: int,
+    n_test_normal: int,
+    n_test_abnormal: int,
+) -> tuple[list[str], list[str], list[str]]:
+    """(normal test, training shots, abnormal test) file names; the shots avoid the test set."""
+    normal_files = species_image_names(normal)
+    test_n, rest = choose(
+        normal_files,
+        n_test_normal,
+        rng_for(seed, "flowers17", name, "test_normal"),
+        f"{jpg} ({normal})",
+    )
+    train, _ = choose(
+        rest,
+        shots,
+        rng_for(seed, "flowers17", name, "shots"),
+        f"{jpg} ({normal}, images not in the test set)",
+    )
+    test_a, _ = choose(
+        species_image_names(abnormal),
+        n_test_abnormal,
+        rng_for(seed, "flowers17", name, "test_abnormal"),
+        f"{jpg} ({abnormal})",
+    )
+    return test_n, train, test_a
+
+
 def load(
     root: str | os.PathLike,
     shots: int = 5,
@@ -116,46 +180,11 @@ def load(
     """
     normal, abnormal = parse_task(task)
     jpg = _jpg_dir(Path(root))
-    missing = [
-        jpg / n
-        for sp in (normal, abnormal)
-        for n in species_image_names(sp)
-        if not (jpg / n).is_file()
-    ]
-    if missing:
-        raise DatasetNotFoundError(
-            f"{jpg}: {len(missing)} images of {normal}/{abnormal} are missing (first: {missing[0]}); "
-            f"the dataset is incomplete\n{HOW_TO_GET}"
-        )
-    if n_test_normal < 1 or n_test_abnormal < 1:
-        raise COFTADInputError(
-            f"n_test_normal={n_test_normal}, n_test_abnormal={n_test_abnormal}: both must be >= 1"
-        )
-    if shots < 1:
-        raise COFTADInputError(f"shots={shots}: at least one training image is needed")
-    if n_test_normal + shots > IMAGES_PER_CLASS:
-        raise COFTADInputError(
-            f"{jpg}: {normal} has {IMAGES_PER_CLASS} images, fewer than n_test_normal={n_test_normal} + shots={shots}"
-        )
+    _check_present(jpg, normal, abnormal)
+    _check_counts(jpg, normal, shots, n_test_normal, n_test_abnormal)
     name = f"{normal}/{abnormal}"
-    normal_files = species_image_names(normal)
-    test_n, rest = choose(
-        normal_files,
-        n_test_normal,
-        rng_for(seed, "flowers17", name, "test_normal"),
-        f"{jpg} ({normal})",
-    )
-    train, _ = choose(
-        rest,
-        shots,
-        rng_for(seed, "flowers17", name, "shots"),
-        f"{jpg} ({normal}, images not in the test set)",
-    )
-    test_a, _ = choose(
-        species_image_names(abnormal),
-        n_test_abnormal,
-        rng_for(seed, "flowers17", name, "test_abnormal"),
-        f"{jpg} ({abnormal})",
+    test_n, train, test_a = _draw(
+        jpg, name, normal, abnormal, shots, seed, n_test_normal, n_test_abnormal
     )
     test = test_n + test_a
     info = {

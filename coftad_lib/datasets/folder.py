@@ -76,6 +76,44 @@ def _test_from_csv(csv_path: Path, root: Path) -> tuple[list[Path], list[int], l
     return rows.paths, rows.labels, rows.kinds
 
 
+def _train_images(
+    train_root: Path, shots: int | None, seed: int, name: str
+) -> tuple[list[Path], list[Path]]:
+    """(the drawn training shots, all training images); 0 or None ``shots`` uses all of them."""
+    train_all = _images_under(train_root)
+    if not train_all:
+        raise COFTADInputError(f"{train_root}: no training images; {_EXPECTED_FILES}")
+    if shots is None or shots == 0:
+        return train_all, train_all
+    train, _ = choose(
+        train_all,
+        int(shots),
+        rng_for(seed, "folder", name, "shots"),
+        f"{train_root} (normal training images)",
+    )
+    return train, train_all
+
+
+def _test_images(
+    root: Path, test_dir: str, labels_csv: str | os.PathLike | None
+) -> tuple[list[Path], list[int], list[str], str]:
+    """(paths, labels, kinds, where they were listed) of the test set; both labels must occur."""
+    if labels_csv is not None:
+        csv_path = Path(labels_csv)
+        csv_path = csv_path if csv_path.is_absolute() or csv_path.is_file() else root / csv_path
+        test, labels, kinds = _test_from_csv(csv_path, root)
+        where = str(csv_path)
+    else:
+        test, labels, kinds = _test_from_folders(root / test_dir)
+        where = str(root / test_dir)
+    if 0 not in labels or 1 not in labels:
+        missing = "normal" if 0 not in labels else "anomalous"
+        raise COFTADInputError(
+            f"{where}: no {missing} test images; AUROC needs both normal and anomalous images"
+        )
+    return test, labels, kinds, where
+
+
 def load(
     root: str | os.PathLike,
     shots: int | None = None,
@@ -99,33 +137,9 @@ def load(
     """
     root = require_dir(Path(root), "folder", HOW_TO_GET)
     train_root = require_dir(root / train_dir, "training folder", HOW_TO_GET)
-    train_all = _images_under(train_root)
-    if not train_all:
-        raise COFTADInputError(f"{train_root}: no training images; {_EXPECTED_FILES}")
     name = root.name
-    if shots is None or shots == 0:
-        train = train_all
-    else:
-        train, _ = choose(
-            train_all,
-            int(shots),
-            rng_for(seed, "folder", name, "shots"),
-            f"{train_root} (normal training images)",
-        )
-
-    if labels_csv is not None:
-        csv_path = Path(labels_csv)
-        csv_path = csv_path if csv_path.is_absolute() or csv_path.is_file() else root / csv_path
-        test, labels, kinds = _test_from_csv(csv_path, root)
-        where = str(csv_path)
-    else:
-        test, labels, kinds = _test_from_folders(root / test_dir)
-        where = str(root / test_dir)
-    if 0 not in labels or 1 not in labels:
-        missing = "normal" if 0 not in labels else "anomalous"
-        raise COFTADInputError(
-            f"{where}: no {missing} test images; AUROC needs both normal and anomalous images"
-        )
+    train, train_all = _train_images(train_root, shots, seed, name)
+    test, labels, kinds, where = _test_images(root, test_dir, labels_csv)
     overlap = {p.resolve() for p in train} & {p.resolve() for p in test}
     if overlap:
         raise COFTADInputError(

@@ -54,6 +54,25 @@ def _category_dir(root: Path, task: str) -> tuple[Path, Path]:
     )
 
 
+def _test_images(cat: Path, task: str) -> tuple[list[Path], list[str]]:
+    """(paths, type folder names) of all of ``<cat>/test``, ``good`` first, then the defects."""
+    test_dir = require_dir(cat / "test", "test folder", HOW_TO_GET)
+    kinds = sorted(p.name for p in test_dir.iterdir() if p.is_dir())
+    if "good" not in kinds:
+        raise COFTADInputError(f"{test_dir / 'good'}: missing; expected the normal test images of MVTec {task}")
+    if len(kinds) < 2:
+        raise COFTADInputError(f"{test_dir}: only test/good is there; expected defect type folders too")
+    kinds = ["good"] + [k for k in kinds if k != "good"]
+
+    test: list[Path] = []
+    test_kinds: list[str] = []
+    for kind in kinds:
+        files = list_images(test_dir / kind, f"the {kind!r} test images of MVTec {task}")
+        test += files
+        test_kinds += [kind] * len(files)
+    return test, test_kinds
+
+
 def load(
     root: str | os.PathLike, shots: int, seed: int = 0, *, task: str = "bottle", check_files: bool = True
 ) -> FewShotTask:
@@ -75,20 +94,7 @@ def load(
     root = Path(root)
     base, cat = _category_dir(root, task)
     train_pool = list_images(cat / "train" / "good", f"the normal training images of MVTec {task}")
-    test_dir = require_dir(cat / "test", "test folder", HOW_TO_GET)
-    kinds = sorted(p.name for p in test_dir.iterdir() if p.is_dir())
-    if "good" not in kinds:
-        raise COFTADInputError(f"{test_dir / 'good'}: missing; expected the normal test images of MVTec {task}")
-    if len(kinds) < 2:
-        raise COFTADInputError(f"{test_dir}: only test/good is there; expected defect type folders too")
-    kinds = ["good"] + [k for k in kinds if k != "good"]
-
-    test: list[Path] = []
-    test_kinds: list[str] = []
-    for kind in kinds:
-        files = list_images(test_dir / kind, f"the {kind!r} test images of MVTec {task}")
-        test += files
-        test_kinds += [kind] * len(files)
+    test, test_kinds = _test_images(cat, task)
     labels = [0 if k == "good" else 1 for k in test_kinds]
 
     if check_files:
