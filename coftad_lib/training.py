@@ -272,6 +272,15 @@ def fit_backbone(config: Any, pretrained_net: Backbone, shots: torch.Tensor, aug
     Returns the backbone to score (target or online, ``config.score_with``) and the loss history
     [{"step", "loss", "con", "pp", "np"}], converted to floats once at the end (no per-step sync).
     """
+    modules, hist = fine_tune(config, pretrained_net, shots, augment, generator, progress)
+    return (modules.target if config.score_with == "target" else modules.online), hist
+
+
+def fine_tune(config: Any, pretrained_net: Backbone, shots: torch.Tensor, augment: Any,
+              generator: torch.Generator, progress: bool = True,
+              ) -> tuple[FitModules, list[dict[str, float]]]:
+    """:func:`fit_backbone`, returning every network of the fit: online f and EMA target f^ both,
+    so one fit can be scored with either (issue 19 compares them)."""
     modules = build_fit_modules(config, pretrained_net, shots, shots.device)
     trainer = Trainer(config, modules)
     names = ["loss", *_term_names(config)]
@@ -283,7 +292,7 @@ def fit_backbone(config: Any, pretrained_net: Backbone, shots: torch.Tensor, aug
             _warn_if_slow(config, shots, history[-1], t0)
     rows = torch.stack(history).tolist() if history else []
     hist = [{"step": i, **dict(zip(names, row, strict=True))} for i, row in enumerate(rows)]
-    return (modules.target if config.score_with == "target" else modules.online), hist
+    return modules, hist
 
 
 def _term_names(config: Any) -> list[str]:
