@@ -69,7 +69,8 @@ def test_verdict_pairs_each_seed_with_its_start_and_drops_incomplete_seeds():
     assert on["seeds"] == 3 and on["diff"] == pytest.approx(2.0)
     assert on["spread"] == pytest.approx(max(np.std([62, 64.5, 65.5], ddof=1), 2.0)) and on["exceeds"] == bool(2.0 > on["spread"])
     assert tg["diff"] == pytest.approx(0.1) and not tg["exceeds"]
-    assert "| p | cifar | wo_np | online | 3 |" in pc.verdict_markdown(table.reset_index())
+    assert on["tasks"] == "2/10"
+    assert "| p | cifar | wo_np | online | 2/10 | 3 |" in pc.verdict_markdown(table.reset_index())
     assert not math.isnan(on["start_std"])
 
 

@@ -304,7 +304,7 @@ def load_records(folder: str | os.PathLike) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-VERDICT_COLUMNS = ["profile", "family", "config", "scoring", "seeds", "auroc_mean", "auroc_std",
+VERDICT_COLUMNS = ["profile", "family", "config", "scoring", "tasks", "seeds", "auroc_mean", "auroc_std",
                    "start_mean", "start_std", "diff", "spread", "exceeds", "units"]
 
 
@@ -312,7 +312,7 @@ def verdict(frame: pd.DataFrame) -> pd.DataFrame:
     """Per profile, family, configuration and scored network: mean +- std over seeds against the start.
 
     Each seed's value is the mean over the family's tasks and shots (only seeds where every task
-    ran count); ``diff`` = mean over seeds of (fine-tuned - pretrained start); ``spread`` = the
+    ran count; ``tasks`` says how many of the family's tasks that is); ``diff`` = mean over seeds of (fine-tuned - pretrained start); ``spread`` = the
     larger of the two stds over seeds (ddof=1); ``exceeds`` = |diff| > spread (the rule of the
     earlier study, so both verdicts read alike).
     """
@@ -329,7 +329,9 @@ def verdict(frame: pd.DataFrame) -> pd.DataFrame:
             sd = lambda s: float(s.std(ddof=1)) if len(s) > 1 else math.nan  # noqa: E731
             spread = max(sd(a), sd(start)) if len(a) > 1 else math.nan
             diff = float((a - start).mean())
-            out.append({"profile": prof, "family": fam, "config": cfg, "scoring": scoring, "seeds": len(a),
+            tasks = f"{g['task'].nunique()}/{len(FAMILIES[fam].tasks)}" if fam in FAMILIES else str(g["task"].nunique())
+            out.append({"profile": prof, "family": fam, "config": cfg, "scoring": scoring, "tasks": tasks,
+                        "seeds": len(a),
                         "auroc_mean": float(a.mean()), "auroc_std": sd(a), "start_mean": float(start.mean()),
                         "start_std": sd(start), "diff": diff, "spread": spread,
                         "exceeds": bool(abs(diff) > spread) if not math.isnan(spread) else False,
@@ -354,10 +356,10 @@ def verdict_markdown(table: pd.DataFrame) -> str:
     def pm(m: float, s: float) -> str:
         return f"{m:.2f} +- {s:.2f}" if not math.isnan(s) else f"{m:.2f}"
 
-    lines = ["| profile | family | configuration | scored | seeds | fine-tuned | pretrained start | difference "
-             "| spread | beyond spread |", "|---|---|---|---|---:|---|---|---:|---:|---|"]
+    lines = ["| profile | family | configuration | scored | tasks | seeds | fine-tuned | pretrained start "
+             "| difference | spread | beyond spread |", "|---|---|---|---|---|---:|---|---|---:|---:|---|"]
     for r in table.itertuples():
-        lines.append(f"| {r.profile} | {r.family} | {r.config} | {r.scoring} | {r.seeds} | "
+        lines.append(f"| {r.profile} | {r.family} | {r.config} | {r.scoring} | {r.tasks} | {r.seeds} | "
                      f"{pm(r.auroc_mean, r.auroc_std)} | {pm(r.start_mean, r.start_std)} | {r.diff:+.2f} | "
                      f"{r.spread:.2f} | {'yes' if r.exceeds else 'no'} |")
     return "\n".join(lines) + "\n"
