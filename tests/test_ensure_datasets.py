@@ -231,3 +231,11 @@ def test_cifar_c_loader_finds_the_clean_set_where_the_download_puts_it(tmp_path:
     (tmp_path / "cifar100" / "cifar-100-python" / "test").write_bytes(b"")
     (tmp_path / "cifar100c").mkdir()
     assert cifar_c._find_clean_root(tmp_path / "cifar100c", None, "cifar100c", None) == tmp_path / "cifar100"
+
+
+def test_mvtec_categories_the_run_needs(tmp_path: Path):
+    (tmp_path / "mvtec_ad" / "bottle" / "train").mkdir(parents=True)
+    assert plan_datasets(["mvtec"], tmp_path, tasks={"mvtec": ["bottle"]}).ok
+    (state,) = plan_datasets(["mvtec"], tmp_path, tasks={"mvtec": ["bottle", "carpet", "grid"]}).unavailable
+    assert state.status == "manual" and state.message.startswith(f"carpet, grid missing under {tmp_path / 'mvtec_ad'}; ")
+    assert "tar -xJf" in state.message

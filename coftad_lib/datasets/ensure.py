@@ -237,15 +237,24 @@ def _roots(data_root: str | os.PathLike | Sequence[str | os.PathLike]) -> list[P
     return roots
 
 
-def _plan_one(need: Need, roots: list[Path], table: Mapping[str, Source], download: bool) -> DatasetState:
+def _missing_tasks(need: Need, root: Path, tasks: Sequence[str]) -> list[str]:
+    if need.has_task is None:
+        return []
+    return [t for t in tasks if not need.has_task(root, t)]
+
+
+def _plan_one(need: Need, roots: list[Path], table: Mapping[str, Source], download: bool,
+              tasks: Sequence[str] = ()) -> DatasetState:
     dest = roots[0]
-    found = next((r for r in roots if need.present(r)), None)
+    found = next((r for r in roots if need.present(r) and not _missing_tasks(need, r, tasks)), None)
     if need.local:
         return DatasetState(need.name, "local", need.path(found or dest), need.local.format(root=dest))
     if found is not None:
         return DatasetState(need.name, "present", need.path(found), f"already in {need.path(found)}")
     if need.manual:
-        return DatasetState(need.name, "manual", None, need.manual.format(root=dest))
+        partial = next((r for r in roots if need.present(r)), None)
+        lacking = f"{', '.join(_missing_tasks(need, partial, tasks))} missing under {need.path(partial)}; " if partial else ""
+        return DatasetState(need.name, "manual", None, lacking + need.manual.format(root=dest))
     unknown = [a for a in need.archives if a not in table]
     if unknown:
         raise COFTADInputError(f"dataset name {need.name!r} is not known; choose one of {', '.join(sorted(set(NEEDS) | set(table)))}")
@@ -261,7 +270,8 @@ def _plan_one(need: Need, roots: list[Path], table: Mapping[str, Source], downlo
 
 
 def plan_datasets(names: Sequence[str], data_root: str | os.PathLike | Sequence[str | os.PathLike], *,
-                  download: bool = True, sources: Mapping[str, Source] | None = None) -> DataReport:
+                  download: bool = True, sources: Mapping[str, Source] | None = None,
+                  tasks: Mapping[str, Sequence[str]] | None = None) -> DataReport:
     """What :func:`ensure_datasets` would do, without touching the network or the disk.
 
     Args:
@@ -269,16 +279,20 @@ def plan_datasets(names: Sequence[str], data_root: str | os.PathLike | Sequence[
             names (``"cifar10"``); repeats are ignored.
         data_root: the data folder, or a list of folders searched in order; downloads go to the first.
         download: False marks absent public datasets ``not_fetched`` (with the command to fetch them).
+        tasks: per dataset, the tasks the run uses (``{"mvtec": ["bottle", "carpet"]}``); a dataset
+            copied in parts (MVTec AD's categories) counts as there only when all of them are.
     """
     table = SOURCES if sources is None else sources
     roots = _roots(data_root)
     seen = list(dict.fromkeys(names))
-    return DataReport([_plan_one(need_for(n), roots, table, download) for n in seen])
+    tasks = tasks or {}
+    return DataReport([_plan_one(need_for(n), roots, table, download, tasks.get(n, ())) for n in seen])
 
 
 def ensure_datasets(names: Sequence[str], data_root: str | os.PathLike | Sequence[str | os.PathLike], *,
                     mirror: str | os.PathLike | None = None, download: bool = True, progress: bool = True,
                     verify: bool = True, sources: Mapping[str, Source] | None = None, timeout: float = 60.0,
+                    tasks: Mapping[str, Sequence[str]] | None = None,
                     log: Callable[[str], None] | None = None) -> DataReport:
     """Fetch the public datasets among ``names`` that are absent; report on all of them.
 
@@ -288,7 +302,7 @@ def ensure_datasets(names: Sequence[str], data_root: str | os.PathLike | Sequenc
     what to do, and the others are still fetched.
 
     Args:
-        names / data_root / download: as :func:`plan_datasets`.
+        names / data_root / download / tasks: as :func:`plan_datasets`.
         mirror: URL or local folder holding the same archive names (default ``$COFTAD_DATA_MIRROR``).
         progress: show the plan and a progress bar per download; False is silent.
         verify: check the recorded digests.
@@ -299,7 +313,7 @@ def ensure_datasets(names: Sequence[str], data_root: str | os.PathLike | Sequenc
     table = SOURCES if sources is None else sources
     mirror = resolve_mirror(mirror)
     say = log or (lambda line: print(line, file=sys.stderr, flush=True))
-    report = plan_datasets(names, data_root, download=download, sources=table)
+    report = plan_datasets(names, data_root, download=download, sources=table, tasks=tasks)
     roots = _roots(data_root)
     if progress:
         _announce(report, mirror, say)

@@ -171,6 +171,8 @@ class Need:
         manual: for what cannot be fetched, the one-line instruction (``{root}`` = the data root).
         local: for what a notebook makes itself, why nothing has to be fetched.
         folder: sub-folder of the data root that holds it (default: ``name``).
+        has_task: given a data root and a task name, whether that task's files are there (for
+            datasets copied in parts, such as MVTec AD's categories); None: the whole or nothing.
     """
 
     name: str
@@ -179,6 +181,7 @@ class Need:
     manual: str = ""
     local: str = ""
     folder: str = ""
+    has_task: Callable[[Path, str], bool] | None = None
 
     def path(self, root: Path) -> Path:
         """Where the dataset is (or goes) under data root ``root``."""
@@ -197,6 +200,7 @@ NEEDS: dict[str, Need] = {
     "magnetic_tile": Need("magnetic_tile", lambda r: archive_present("magnetic_tile", r), ("magnetic_tile",)),
     "mvtec": Need(
         "mvtec", lambda r: _categories(r / "mvtec_ad"), folder="mvtec_ad",
+        has_task=lambda r, task: (r / "mvtec_ad" / task / "train").is_dir(),
         manual="licence (CC BY-NC-SA 4.0) to accept by hand: get mvtec_anomaly_detection.tar.xz from "
         "https://www.mvtec.com/company/research/datasets/mvtec-ad, then run: "
         "mkdir -p {root}/mvtec_ad && tar -xJf mvtec_anomaly_detection.tar.xz -C {root}/mvtec_ad",
