@@ -6,8 +6,11 @@ run). :func:`publish_executed` copies those of a headline run to a committed fol
 
 * volatile metadata is dropped (papermill's timestamps and absolute input/output paths, cell
   execution times, the random id of the injected-parameters cell), so an unchanged rerun gives an unchanged file and no machine paths leak;
-* an embedded image over ``max_image_bytes`` is replaced by a one-line note (the figure itself is
-  in ``results/figures/``);
+* an embedded PNG over ``max_image_bytes`` is re-encoded as JPEG (quality 85, downscaled if need
+  be); one that still does not fit, or another image type, is replaced by a one-line note (the
+  figure files are in ``results/figures/``);
+* absolute paths given in ``redact`` (the repository, the data folder) are replaced, so no machine
+  paths leak into committed files;
 * when the copies together still exceed ``budget_bytes``, the largest are republished text-only
   until they fit.
 
@@ -18,8 +21,10 @@ dependency) is needed.
 from __future__ import annotations
 
 import base64
+import io
+import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,8 +34,8 @@ from .errors import COFTADInputError
 PUBLISHED_DIR = "notebooks"
 #: all published notebooks together (the smoke series' images are a few tens of KiB each)
 DEFAULT_BUDGET_BYTES = 8 << 20
-#: an embedded image above this is left out of the published copy
-DEFAULT_MAX_IMAGE_BYTES = 512 << 10
+#: an embedded PNG above this is re-encoded as a JPEG that fits (other images: left out)
+DEFAULT_MAX_IMAGE_BYTES = 256 << 10
 
 _IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/svg+xml")
 _VOLATILE_NB_KEYS = ("start_time", "end_time", "duration", "input_path", "output_path", "exception", "environment_variables")
@@ -53,28 +58,44 @@ class PublishResult:
     text_only: list[str] = field(default_factory=list)
 
 
-def _image_bytes(value: object) -> int:
-    text = "".join(value) if isinstance(value, list) else str(value)
+def _as_jpeg(png: bytes, max_bytes: int) -> bytes | None:
+    """``png`` re-encoded as JPEG (quality 85, halved in size until it fits), or None if it cannot be."""
     try:
-        return len(base64.b64decode(text, validate=False))
-    except ValueError:
-        return len(text)
+        from PIL import Image
+
+        im = Image.open(io.BytesIO(png)).convert("RGB")
+        while True:
+            buf = io.BytesIO()
+            im.save(buf, format="JPEG", quality=85, optimize=True)
+            if buf.tell() <= max_bytes:
+                return buf.getvalue()
+            if min(im.size) < 64:
+                return None
+            im = im.resize((im.width // 2, im.height // 2), Image.Resampling.LANCZOS)
+    except (OSError, ValueError):  # not a raster image PIL can read: leave it to the caller
+        return None
 
 
 def _strip_outputs(cell, max_image_bytes: int) -> int:
-    """Replace images over ``max_image_bytes`` in ``cell``'s outputs by a note; returns how many."""
+    """Shrink (PNG -> JPEG) or replace by a note the images over ``max_image_bytes``; returns how many were noted."""
     dropped = 0
     for out in cell.get("outputs", []):
         data = out.get("data")
         if not data:
             continue
         for mime in [m for m in _IMAGE_TYPES if m in data]:
-            size = _image_bytes(data[mime])
-            if size > max_image_bytes:
-                del data[mime]
-                data["text/plain"] = (f"[{mime} of {size // 1024} KiB left out of the published copy; "
-                                      f"the figure files are in results/figures/]")
-                dropped += 1
+            raw = "".join(data[mime]) if isinstance(data[mime], list) else str(data[mime])
+            payload = raw.encode() if mime == "image/svg+xml" else base64.b64decode(raw)
+            if len(payload) <= max_image_bytes:
+                continue
+            del data[mime]
+            jpeg = _as_jpeg(payload, max_image_bytes) if mime == "image/png" and max_image_bytes > 0 else None
+            if jpeg is not None:
+                data["image/jpeg"] = base64.b64encode(jpeg).decode()
+                continue
+            data["text/plain"] = (f"[{mime} of {len(payload) // 1024} KiB left out of the published copy; "
+                                  f"the figure files are in results/figures/]")
+            dropped += 1
     return dropped
 
 
@@ -97,20 +118,25 @@ def _clean(nb, max_image_bytes: int) -> int:
     return dropped
 
 
-def _publish_one(src: Path, dest: Path, max_image_bytes: int) -> int:
+def _publish_one(src: Path, dest: Path, max_image_bytes: int, redact: Mapping[str, str]) -> int:
     import nbformat
 
     nb = nbformat.read(src, as_version=4)
     dropped = _clean(nb, max_image_bytes)
+    text = nbformat.writes(nb)
+    # longest first, so a folder inside another (data inside the repository) keeps its own name
+    for old in sorted(redact, key=len, reverse=True):
+        text = text.replace(json.dumps(old)[1:-1], json.dumps(redact[old])[1:-1])
     tmp = dest.with_name(f".{dest.name}.tmp")
-    nbformat.write(nb, tmp)
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, dest)  # a reader never sees a half-written notebook
     return dropped
 
 
 def publish_executed(executed_dir: str | os.PathLike, dest_dir: str | os.PathLike, *,
                      names: Sequence[str] | None = None, budget_bytes: int = DEFAULT_BUDGET_BYTES,
-                     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> PublishResult:
+                     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+                     redact: Mapping[str, str] | None = None) -> PublishResult:
     """Copy executed notebooks to a committed folder with outputs, cleaned and within a budget.
 
     Args:
@@ -118,7 +144,9 @@ def publish_executed(executed_dir: str | os.PathLike, dest_dir: str | os.PathLik
         dest_dir: the committed folder (``results/notebooks``); created if needed.
         names: notebook stems to publish (``"04_table_I_flowers17"``); None = every ``*.ipynb``.
         budget_bytes: the most all published copies may take together.
-        max_image_bytes: embedded images above this are replaced by a note.
+        max_image_bytes: embedded PNGs above this become JPEGs that fit, other images a note.
+        redact: absolute path -> what to write instead, e.g. ``{str(repo): ".", str(data_root):
+            "<DATA_ROOT>"}`` (applied to sources, outputs and metadata alike).
 
     Raises:
         COFTADInputError: a named notebook is not in ``executed_dir``, or even text-only the
@@ -130,16 +158,17 @@ def publish_executed(executed_dir: str | os.PathLike, dest_dir: str | os.PathLik
     if missing:
         raise COFTADInputError(f"{src_dir}: no executed notebook {', '.join(missing)}; run them first")
     out_dir.mkdir(parents=True, exist_ok=True)
+    redact = dict(redact or {})
     result = PublishResult()
     for stem in stems:
-        result.images_left_out += _publish_one(src_dir / f"{stem}.ipynb", out_dir / f"{stem}.ipynb", max_image_bytes)
+        result.images_left_out += _publish_one(src_dir / f"{stem}.ipynb", out_dir / f"{stem}.ipynb", max_image_bytes, redact)
         result.files.append(out_dir / f"{stem}.ipynb")
     sizes = {p.stem: p.stat().st_size for p in result.files}
     # Over the budget: the largest copies lose their images first, one at a time, until it fits.
     for stem in sorted(sizes, key=sizes.get, reverse=True):
         if sum(sizes.values()) <= budget_bytes:
             break
-        result.images_left_out += _publish_one(src_dir / f"{stem}.ipynb", out_dir / f"{stem}.ipynb", -1)
+        result.images_left_out += _publish_one(src_dir / f"{stem}.ipynb", out_dir / f"{stem}.ipynb", -1, redact)
         sizes[stem] = (out_dir / f"{stem}.ipynb").stat().st_size
         result.text_only.append(stem)
     result.total_bytes = sum(sizes.values())

@@ -102,3 +102,27 @@ def test_papermill_kernel_transport_warning_is_silenced(tmp_path: Path):
     loud = run("plain")
     if "without encryption" not in loud:  # an ipykernel that does not warn: nothing to silence
         pytest.skip("this ipykernel does not print the TCP transport warning")
+
+
+def test_big_png_becomes_a_jpeg_that_fits_and_paths_are_redacted(tmp_path: Path):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    ex, pub = tmp_path / "executed", tmp_path / "notebooks"
+    ex.mkdir()
+    _executed(ex / "fig.ipynb", 10, text=f"saved {tmp_path}/repo/results/figures/x.png and {tmp_path}/repo/data/y\n")
+    nb = nbformat.read(ex / "fig.ipynb", as_version=4)
+    buf = io.BytesIO()  # noise compresses badly: a 600 x 600 PNG of ~1 MiB
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (600, 600, 3), dtype=np.uint8)).save(buf, "PNG")
+    nb.cells[1].outputs[1]["data"]["image/png"] = base64.b64encode(buf.getvalue()).decode()
+    nbformat.write(nb, ex / "fig.ipynb")
+    res = publish_executed(ex, pub, max_image_bytes=100_000,
+                           redact={f"{tmp_path}/repo": ".", f"{tmp_path}/repo/data": "<DATA_ROOT>"})
+    assert res.images_left_out == 0
+    data = nbformat.read(pub / "fig.ipynb", as_version=4).cells[1].outputs[1]["data"]
+    assert "image/png" not in data and len(base64.b64decode(data["image/jpeg"])) <= 100_000
+    Image.open(io.BytesIO(base64.b64decode(data["image/jpeg"]))).verify()
+    text = (pub / "fig.ipynb").read_text()
+    assert str(tmp_path) not in text and "saved ./results/figures/x.png and <DATA_ROOT>/y" in text
