@@ -71,8 +71,9 @@ class ArchiveServer:
 
 
 def serve(monkeypatch):
-    """Generator for a ``server`` fixture: proxies off (they would take 127.0.0.1 elsewhere), server up, then down."""
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+    """Generator for a ``server`` fixture: proxies and mirror settings off, server up, then down."""
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
+                "COFTAD_DATA_MIRROR", "COFTAD_NO_DOWNLOAD"):  # a developer's settings must not steer the tests
         monkeypatch.delenv(var, raising=False)
     s = ArchiveServer()
     yield s

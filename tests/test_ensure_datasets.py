@@ -20,7 +20,6 @@ from coftad_lib.datasets.sources import MARKER, Source
 
 @pytest.fixture
 def server(monkeypatch):
-    monkeypatch.delenv(ENV_MIRROR, raising=False)
     yield from serve(monkeypatch)
 
 
@@ -188,6 +187,15 @@ def test_no_download_lists_the_command_and_fetches_nothing(toy, server, tmp_path
     msg = report.items[0].message
     assert f"python -m coftad_lib.datasets.download toy --dest {tmp_path}" in msg and "--data-mirror" in msg
     assert f"{tmp_path}/mvtec_ad" in report.items[1].message
+
+
+def test_no_download_from_the_environment(toy, server, tmp_path: Path, monkeypatch):
+    sources, _ = toy
+    monkeypatch.setenv(ensure_mod.ENV_NO_DOWNLOAD, "1")
+    assert ensure_datasets(["toy"], tmp_path, sources=sources, progress=False).items[0].status == "not_fetched"
+    assert not server.log
+    monkeypatch.setenv(ensure_mod.ENV_NO_DOWNLOAD, "0")
+    assert ensure_datasets(["toy"], tmp_path, sources=sources, progress=False).fetched == ["toy"]
 
 
 def test_copies_made_by_hand_count_as_present(tmp_path: Path, monkeypatch):

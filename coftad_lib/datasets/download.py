@@ -25,14 +25,22 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import COFTADInputError
-from .ensure import ENV_MIRROR, DataReport, DatasetState, download, ensure_datasets, plan_datasets
+from .ensure import (
+    ENV_MIRROR,
+    ENV_NO_DOWNLOAD,
+    DataReport,
+    DatasetState,
+    download,
+    ensure_datasets,
+    plan_datasets,
+)
 from .fetch import ChecksumMismatchError, DownloadError, file_digest, safe_extract
 from .sources import MARKER, NEEDS, SOURCES, Source
 
 #: datasets that cannot be fetched automatically
 MANUAL_NAMES = tuple(n for n, need in NEEDS.items() if (need.manual or need.local) and n != "folder")
 
-__all__ = ["ChecksumMismatchError", "DataReport", "DatasetState", "DownloadError", "ENV_MIRROR", "MANUAL_NAMES",
+__all__ = ["ChecksumMismatchError", "DataReport", "DatasetState", "DownloadError", "ENV_MIRROR", "ENV_NO_DOWNLOAD", "MANUAL_NAMES",
            "MARKER", "SOURCES", "Source", "download", "ensure_datasets", "file_digest", "main", "plan_datasets",
            "safe_extract"]
 
@@ -51,7 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--dest", default=None, help="data folder; each dataset goes to <dest>/<name> (default: data)")
     ap.add_argument("--mirror", default=None,
                     help=f"URL or folder holding the same archive file names (default ${ENV_MIRROR})")
-    ap.add_argument("--no-download", action="store_true", help="fetch nothing; list what is missing and how to get it")
+    ap.add_argument("--no-download", action="store_true",
+                    help="fetch nothing; list what is missing and how to get it (also $COFTAD_NO_DOWNLOAD=1)")
     ap.add_argument("--no-verify", action="store_true", help="skip the checksum check (prints the SHA-256 obtained)")
     ap.add_argument("--quiet", action="store_true", help="no plan, no progress bar")
     return ap
@@ -69,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if bad:
         ap.error(f"unknown dataset(s) {', '.join(bad)}; choose from {', '.join(sorted(known - {'folder'}))}")
     try:
-        report = ensure_datasets(names, dest or "data", mirror=args.mirror, download=not args.no_download,
+        report = ensure_datasets(names, dest or "data", mirror=args.mirror, download=False if args.no_download else None,
                                  progress=not args.quiet, verify=not args.no_verify)
     except COFTADInputError as exc:
         print(f"error: {exc}", file=sys.stderr)

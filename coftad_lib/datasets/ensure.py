@@ -44,6 +44,8 @@ from .sources import MARKER, NEEDS, SOURCES, Need, Source, archive_present, need
 
 #: environment variable naming a mirror when ``mirror`` is not given
 ENV_MIRROR = "COFTAD_DATA_MIRROR"
+#: environment variable that turns downloads off when ``download`` is not given (CI, offline tests)
+ENV_NO_DOWNLOAD = "COFTAD_NO_DOWNLOAD"
 #: what a dataset's state can be in a :class:`DataReport`
 STATES = ("present", "fetched", "to_fetch", "manual", "local", "not_fetched", "failed")
 _UNAVAILABLE = ("manual", "not_fetched", "failed")
@@ -290,7 +292,7 @@ def plan_datasets(names: Sequence[str], data_root: str | os.PathLike | Sequence[
 
 
 def ensure_datasets(names: Sequence[str], data_root: str | os.PathLike | Sequence[str | os.PathLike], *,
-                    mirror: str | os.PathLike | None = None, download: bool = True, progress: bool = True,
+                    mirror: str | os.PathLike | None = None, download: bool | None = None, progress: bool = True,
                     verify: bool = True, sources: Mapping[str, Source] | None = None, timeout: float = 60.0,
                     tasks: Mapping[str, Sequence[str]] | None = None,
                     log: Callable[[str], None] | None = None) -> DataReport:
@@ -302,7 +304,10 @@ def ensure_datasets(names: Sequence[str], data_root: str | os.PathLike | Sequenc
     what to do, and the others are still fetched.
 
     Args:
-        names / data_root / download / tasks: as :func:`plan_datasets`.
+        names / data_root / tasks: as :func:`plan_datasets`.
+        download: False fetches nothing (absent public datasets are listed with the command to fetch
+            them); None (default): True unless ``$COFTAD_NO_DOWNLOAD`` is set to a non-empty value
+            other than ``0``.
         mirror: URL or local folder holding the same archive names (default ``$COFTAD_DATA_MIRROR``).
         progress: show the plan and a progress bar per download; False is silent.
         verify: check the recorded digests.
@@ -312,6 +317,8 @@ def ensure_datasets(names: Sequence[str], data_root: str | os.PathLike | Sequenc
     """
     table = SOURCES if sources is None else sources
     mirror = resolve_mirror(mirror)
+    if download is None:
+        download = os.environ.get(ENV_NO_DOWNLOAD, "") in ("", "0")
     say = log or (lambda line: print(line, file=sys.stderr, flush=True))
     report = plan_datasets(names, data_root, download=download, sources=table, tasks=tasks)
     roots = _roots(data_root)
