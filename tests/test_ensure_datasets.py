@@ -244,6 +244,6 @@ def test_cifar_c_loader_finds_the_clean_set_where_the_download_puts_it(tmp_path:
 def test_mvtec_categories_the_run_needs(tmp_path: Path):
     (tmp_path / "mvtec_ad" / "bottle" / "train").mkdir(parents=True)
     assert plan_datasets(["mvtec"], tmp_path, tasks={"mvtec": ["bottle"]}).ok
-    (state,) = plan_datasets(["mvtec"], tmp_path, tasks={"mvtec": ["bottle", "carpet", "grid"]}).unavailable
+    (state,) = plan_datasets(["mvtec"], tmp_path, tasks={"mvtec": ["bottle", "carpet", "grid", "carpet"]}).unavailable
     assert state.status == "manual" and state.message.startswith(f"carpet, grid missing under {tmp_path / 'mvtec_ad'}; ")
     assert "tar -xJf" in state.message

@@ -242,7 +242,7 @@ def _roots(data_root: str | os.PathLike | Sequence[str | os.PathLike]) -> list[P
 def _missing_tasks(need: Need, root: Path, tasks: Sequence[str]) -> list[str]:
     if need.has_task is None:
         return []
-    return [t for t in tasks if not need.has_task(root, t)]
+    return [t for t in dict.fromkeys(tasks) if not need.has_task(root, t)]  # once each, in order
 
 
 def _plan_one(need: Need, roots: list[Path], table: Mapping[str, Source], download: bool,
