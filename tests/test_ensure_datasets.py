@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,7 @@ def test_fetches_once_then_finds_it(toy, server, tmp_path: Path):
     report = ensure_datasets(["toy"], tmp_path, sources=sources, progress=True, log=lines.append)
     assert report.ok and report.fetched == ["toy"] and report.items[0].path == tmp_path / "toy"
     _ok_tree(tmp_path / "toy")
+    assert json.loads((tmp_path / "toy" / MARKER).read_text())["sha256"] == sources["toy"].sha256
     assert any("downloading 1 public dataset" in line for line in lines)  # the plan, before the fetch
     n = len(server.log)
     again = ensure_datasets(["toy", "toy"], tmp_path, sources=sources, progress=False)

@@ -76,8 +76,8 @@ def _mirror_hint(mirror: str | None, src: Source) -> str:
 
 
 def _obtain_archive(name: str, src: Source, dest: Path, *, mirror: str | None, check: bool, timeout: float,
-                    quiet: bool) -> tuple[Path, bool]:
-    """(path of the verified archive, whether it is ours to delete after unpacking)."""
+                    quiet: bool) -> tuple[Path, bool, str]:
+    """(path of the verified archive, whether it is ours to delete after unpacking, its SHA-256)."""
     folder = _mirror_folder(mirror) if mirror else None
     if folder is not None:
         archive = folder / src.filename
@@ -86,9 +86,9 @@ def _obtain_archive(name: str, src: Source, dest: Path, *, mirror: str | None, c
                 f"{archive}: not in the mirror folder; copy {src.url} there, or fix --data-mirror / "
                 f"${ENV_MIRROR} (unset it to download from the internet)"
             )
-        verify_file(archive, label=name, sha256=src.sha256, md5=src.md5, size=src.size, origin=str(archive),
+        sha = verify_file(archive, label=name, sha256=src.sha256, md5=src.md5, size=src.size, origin=str(archive),
                checksum_source=src.checksum_source, check=check, quiet=quiet, delete_bad=False)
-        return archive, False
+        return archive, False, sha
     archive = dest / src.filename
     if not archive.is_file():
         part = archive.with_name(archive.name + ".part")
@@ -98,18 +98,19 @@ def _obtain_archive(name: str, src: Source, dest: Path, *, mirror: str | None, c
         url = f"{mirror.rstrip('/')}/{urllib.parse.quote(src.filename)}" if mirror else src.url
         fetch(url, part, timeout=timeout, quiet=quiet, mirror_hint=_mirror_hint(mirror, src))
         os.replace(part, archive)
-    verify_file(archive, label=name, sha256=src.sha256, md5=src.md5, size=src.size, origin=mirror or src.url,
+    sha = verify_file(archive, label=name, sha256=src.sha256, md5=src.md5, size=src.size, origin=mirror or src.url,
            checksum_source=src.checksum_source, check=check, quiet=quiet)
-    return archive, True
+    return archive, True, sha
 
 
-def _unpack(name: str, src: Source, archive: Path, target: Path) -> None:
+def _unpack(name: str, src: Source, archive: Path, target: Path, sha256: str) -> None:
     """Unpack into a temporary folder beside ``target``, write the marker, then rename into place."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-unpack-", dir=target.parent))
     try:
         safe_extract(archive, tmp)
         root = content_root(tmp, src.strip_top, archive, MARKER)
-        stamp = {"url": src.url, "archive": src.filename, "unpacked": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        # the SHA-256 of what was unpacked, also where none was recorded (to pin it after a first download)
+        stamp = {"url": src.url, "archive": src.filename, "sha256": sha256, "unpacked": time.strftime("%Y-%m-%dT%H:%M:%S")}
         (root / MARKER).write_text(json.dumps(stamp, indent=1))
         os.replace(root, target)  # the single step that makes the dataset visible, marker included
     except OSError as exc:
@@ -161,9 +162,9 @@ def download_archive(name: str, dest: str | os.PathLike, *, sources: Mapping[str
         )
     for stale in dest.glob(f".{name}-unpack-*"):  # left by a killed run; never complete
         shutil.rmtree(stale, ignore_errors=True)
-    archive, ours = _obtain_archive(name, src, dest, mirror=resolve_mirror(mirror), check=verify,
+    archive, ours, sha = _obtain_archive(name, src, dest, mirror=resolve_mirror(mirror), check=verify,
                                     timeout=timeout, quiet=quiet)
-    _unpack(name, src, archive, target)
+    _unpack(name, src, archive, target, sha)
     if ours and not keep_archive:
         archive.unlink()
     if not quiet:
