@@ -39,13 +39,17 @@ paper-dry: $(STAMP)
 plan: $(STAMP)
 	$(PY) -m coftad_lib.reproduce --profile $(PROFILE) --plan $(REPRODUCE_ARGS)
 
-# JupyterLab on notebooks/ with the project's kernel: the `lab` extra goes into the same .venv
-# (once per pyproject.toml), and the server runs from .venv, so the "python3" kernel is .venv's
-# interpreter, the one `make reproduce` checks. LAB_ARGS="--no-browser --port 8890" to change.
+# JupyterLab on the repository (README, results/REPORT.md, the tables and the published executed
+# notebooks are all reachable), opening at notebooks/, with the project's kernel: the `lab` extra goes
+# into the same .venv (once per pyproject.toml), and the server runs from .venv, so the "python3"
+# kernel is .venv's interpreter, the one `make reproduce` checks. Jupyter refuses to run as root
+# without --allow-root, so it is added for root only. .lab/overrides.json: Markdown files (REPORT.md,
+# the tables) open rendered, and no news pop-up. LAB_ARGS="--no-browser --port 8890" to change.
 LAB_STAMP := $(VENV)/.lab-$(PYPROJECT_HASH)
 LAB_ARGS ?=
 lab: $(LAB_STAMP)
-	$(PY) -m jupyterlab --ServerApp.root_dir=notebooks $(LAB_ARGS)
+	$(PY) -m jupyterlab --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/notebooks \
+		--LabApp.app_settings_dir=.lab $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS)
 
 $(LAB_STAMP): $(STAMP)
 	$(PY) -m pip install -e ".[test,lab]"

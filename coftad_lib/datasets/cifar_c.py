@@ -87,7 +87,7 @@ def _find_clean_root(
         if not d.exists():
             raise DatasetNotFoundError(f"clean_root={d}: folder not found\n{HOW_TO_GET}")
         return d
-    cands = [root, root.parent]
+    cands = [root, root.parent, root.parent / ("cifar10" if variant == "cifar10c" else "cifar100")]  # the last: where datasets.download puts it
     if meta and meta.get("clean_source"):
         cands.append(Path(meta["clean_source"]))
     for d in cands:
