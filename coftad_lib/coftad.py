@@ -72,9 +72,11 @@ class COFTADConfig:
         eps: diagonal added to Sigma.
         bn_mode: "eval" freezes BatchNorm running statistics during fine-tuning (affine weights
             still train); "train" uses batch statistics. With 5 distinct images per batch, train-mode
-            statistics collapsed the target's features in our measurements (FINDINGS.md), so "eval".
-        score_with: which backbone's features are scored after training: the EMA "target" (smoother,
-            measured better in FINDINGS.md) or the "online" one.
+            statistics lowered AUROC beyond the seed spread on all three study families (-7.6 CIFAR-10-C,
+            -9.1 Flowers17, -6.3 bottle; benchmarks/results/study/VERDICT.md), so "eval".
+        score_with: which backbone's features are scored after training: the EMA "target" or the "online" one.
+            At the paper's compute the target scored higher in 3 of 4 family x configuration rows
+            (benchmarks/results/paper_compute/README.md), so "target".
         compile: torch.compile the forward + loss of a step. False (default), True, or "auto"
             (CUDA only). On CPU it does not win: the compiled step is as fast as eager and the
             first fit of a process waits 156 s to compile (cold cache), later fits reuse it

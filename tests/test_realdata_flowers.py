@@ -34,7 +34,7 @@ def test_daffodil_vs_tulip_pretrained_and_coftad(request):
     request.config.pluginmanager.get_plugin("terminalreporter").write_line(
         f"\n[real data] Flowers17 Daffodil/Tulip 5-shot AUROC %: {line}"
     )
-    # ImageNet features separate these species well above chance (FINDINGS.md: 84.8 at 224 px).
+    # ImageNet features separate these species well above chance .
     assert results["pretrained"] > 0.65
     # Fine-tuning must not destroy the features; whether it helps is measured, not asserted.
     assert results["coftad"] > 0.6
