@@ -242,7 +242,8 @@ def exclusive_lock(target: str | os.PathLike, what: str = "output") -> Iterator[
 
     Raises:
         OutputLockedError: a running process holds it; the message names its pid and the lock file.
-            A lock whose process no longer runs on this host (killed writer) is taken over.
+            A lock whose process no longer runs on this host (killed writer) is taken over; a lock
+            this process holds already is reentered (and released by the outer block).
     """
     target = Path(target)
     lock = lock_path(target)
@@ -251,8 +252,11 @@ def exclusive_lock(target: str | os.PathLike, what: str = "output") -> Iterator[
         if _try_create(lock):
             break
         pid, host = _holder(lock)
+        if pid == os.getpid() and host in ("", socket.gethostname()):  # nested: the outer block releases it
+            yield lock
+            return
         here = host in ("", socket.gethostname())
-        if pid is not None and pid != os.getpid() and (_pid_alive(pid) or not here):
+        if pid is not None and (_pid_alive(pid) or not here):
             raise OutputLockedError(
                 f"{target}: another process (pid {pid}{'' if here else ' on ' + host}) is writing this {what} "
                 f"right now; wait for it to finish or choose another path (lock file {lock})")
