@@ -24,8 +24,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _fit_and_save(args: argparse.Namespace) -> int:
     """The work of :func:`run`, under the lock of ``--out``."""
-    from ..datasets.labelled import check_readable, user_images
     from ..datasets.sampling import choose, rng_for
+    from ..datasets.user_images import check_readable, user_images
     from ..persistence import save_detector
     from ..threshold import fit_threshold
     from ..user_report import NO_TRAINING, build, method_kwargs

@@ -16,7 +16,7 @@ def run(args: argparse.Namespace) -> int:
     """Print one row per image (rank, score, flag, path), most anomalous first; ``--csv`` writes all
     rows in input order; ``--maps`` writes heat-map overlays for methods with ``anomaly_maps``."""
     from ..atomic_files import exclusive_lock
-    from ..datasets.labelled import expand_inputs
+    from ..datasets.user_images import expand_inputs
     from ..persistence import read_config
     from .checks import check_output_file, check_output_folder
 
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace, found: list[Path]) -> int:
-    from ..datasets.labelled import check_readable
+    from ..datasets.user_images import check_readable
     from ..persistence import load_detector
 
     det = load_detector(args.model_dir, device=args.device, progress=not args.quiet)
