@@ -85,9 +85,12 @@ def atomic_path(path: str | os.PathLike, keep_ending: bool = False) -> Iterator[
         os.chmod(tmp, _file_mode())
         _fsync(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename in (None, str(tmp)):
+            # a write() error names no file, and the temporary's name means nothing to the user
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 

@@ -67,10 +67,12 @@ def test_full_disk_leaves_the_old_file(tmp_path):
         try:
             write_bytes_atomic({str(target)!r}, b"x" * 100000)
         except OSError as exc:
+            print(exc.filename)
             sys.exit(7)
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 7, proc.stderr
+    assert proc.stdout.strip() == str(target)  # the user's path, not the temporary's
     assert target.read_bytes() == b"old" and _names(tmp_path) == ["big.bin"]
 
 
