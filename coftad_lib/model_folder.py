@@ -91,28 +91,31 @@ def check_weights(meta: Mapping[str, Any], data: bytes, tensors: Mapping[str, An
         raise ModelFileError(f"{cfg_file}: key 'weights.tensors' does not describe {w_file} (e.g. tensor {bad[0]!r})")
 
 
-def check_kwarg_types(kwargs: Mapping[str, Any], defaults: Mapping[str, Any], cfg_file: Path) -> None:
-    """Raise :class:`ModelFileError` naming ``kwargs.<key>`` when a saved value's type differs from its default's.
+def check_value_types(values: Mapping[str, Any], examples: Mapping[str, Any], cfg_file: Path, key: str = "kwargs",
+                      loose_numbers: bool = False) -> None:
+    """Raise :class:`ModelFileError` naming ``<key>.<name>`` when a saved value's type differs from its example's.
 
-    Defaults of None or of types JSON cannot tell apart are not checked; ints pass where floats are expected.
+    Examples of None or of types JSON cannot tell apart are not checked; ints pass where floats are
+    expected, and with ``loose_numbers`` floats where ints are (values a fit may store either way).
     """
-    for key, value in kwargs.items():
-        default = defaults.get(key)
-        if default is None or value is None:
+    for name, value in values.items():
+        example = examples.get(name)
+        if example is None or value is None:
             continue
-        if isinstance(default, bool):
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if isinstance(example, bool):
             ok = isinstance(value, bool)
-        elif isinstance(default, int):
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        elif isinstance(default, float):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        elif isinstance(default, (str, list, tuple, dict)):
-            ok = isinstance(value, list if isinstance(default, tuple) else type(default))
+        elif isinstance(example, int):
+            ok = number and (loose_numbers or isinstance(value, int))
+        elif isinstance(example, float):
+            ok = number
+        elif isinstance(example, (str, list, tuple, dict)):
+            ok = isinstance(value, list if isinstance(example, tuple) else type(example))
         else:
             continue
         if not ok:
-            raise ModelFileError(f"{cfg_file}: key 'kwargs.{key}' is {json.dumps(value)[:60]}, expected "
-                                 f"{_KIND.get(type(default), type(default).__name__)}; was the file edited by hand?")
+            raise ModelFileError(f"{cfg_file}: key '{key}.{name}' is {json.dumps(value)[:60]}, expected "
+                                 f"{_KIND.get(type(example), type(example).__name__)}; was the file edited by hand?")
 
 
 def check_model_out(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = ()) -> Path:
@@ -187,5 +190,5 @@ def read_weights(w_file: Path) -> bytes:
 
 
 __all__ = ["CONFIG_FILE", "FORMAT_VERSION", "WEIGHTS_FILE", "ModelFileError", "ModelNotFoundError",
-           "check_config_types", "check_kwarg_types", "check_model_out", "check_weights", "read_weights",
+           "check_config_types", "check_value_types", "check_model_out", "check_weights", "read_weights",
            "require_writable_parent", "sha256_of", "tensor_list", "write_model_folder"]

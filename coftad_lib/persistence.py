@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import json
 import math
 import os
@@ -44,7 +45,7 @@ from .model_folder import (
     ModelFileError,
     ModelNotFoundError,
     check_config_types,
-    check_kwarg_types,
+    check_value_types,
     check_weights,
     read_weights,
     write_model_folder,
@@ -246,7 +247,7 @@ def _skeleton(method: str, kwargs: dict[str, Any], device: str, cfg_file: Path) 
     """The detector rebuilt from its kwargs and fitted with ``steps=0`` on placeholder images."""
     from .methods.registry import make_detector
 
-    check_kwarg_types(kwargs, _default_kwargs(method), cfg_file)
+    check_value_types(kwargs, _default_kwargs(method), cfg_file)
     kw = dict(kwargs) | _REBUILD | {"device": device, "progress": False, "steps": 0}
     try:
         det = make_detector(method, **kw)
@@ -262,8 +263,9 @@ _SAMPLES = {"int": 0, "float": 0.0, "str": "", "bool": False}
 
 
 def _example(default: Any, annotation: Any) -> Any:
-    """``default``, or for a None default a value of the one plain type its annotation names (``int | None``)."""
-    if default is not None:
+    """A value of the one plain type (int, float, str, bool) ``annotation`` names, None for any other
+    annotation (unions such as ``bool | Literal["auto"]`` are not checked); ``default`` when there is none."""
+    if annotation is None or annotation is inspect.Parameter.empty:
         return default
     names = [t.strip() for t in str(annotation).split("|") if t.strip() != "None"]
     return _SAMPLES.get(names[0]) if len(names) == 1 else None
@@ -272,15 +274,12 @@ def _example(default: Any, annotation: Any) -> Any:
 def _default_kwargs(method: str) -> dict[str, Any]:
     """Example values (defaults) of the keyword arguments ``method``'s class takes (its ``config_class``'s
     fields for a class configured by a dataclass, such as COFT-AD), to check a saved model's types."""
-    import inspect
-
     from .methods.registry import method_class
 
     cls = method_class(method)
     config_cls = getattr(cls, "config_class", None)
     if dataclasses.is_dataclass(config_cls):
-        return {f.name: _example(f.default, f.type) for f in dataclasses.fields(config_cls)
-                if f.default is not dataclasses.MISSING}
+        return {f.name: _example(None, f.type) for f in dataclasses.fields(config_cls)}
     out: dict[str, Any] = {}
     for klass in reversed(cls.__mro__):
         if "__init__" in vars(klass):
@@ -320,11 +319,16 @@ def _restore_tensors(obj: Any, tensors: dict[str, torch.Tensor], prefix: str, de
     return used
 
 
-def _restore_values(det: Detector, state: dict[str, Any]) -> None:
+def _restore_values(det: Detector, state: dict[str, Any], cfg_file: Path) -> None:
+    """Put saved plain values back, each checked against the rebuilt detector's own value's type."""
+    current_values = {k: v for k, v in vars(det).items() if not isinstance(v, dict)}
+    check_value_types(state, current_values, cfg_file, "state", loose_numbers=True)
     for name, value in state.items():
         current = getattr(det, name, None)
         if isinstance(value, dict) and "__dataclass__" in value and dataclasses.is_dataclass(current):
             fields = {f.name for f in dataclasses.fields(current)}
+            examples = {f.name: _example(None, f.type) for f in dataclasses.fields(current)}
+            check_value_types(value["__dataclass__"], examples, cfg_file, f"state.{name}")
             keep = {"device", "progress"}  # the loading machine's choice
             setattr(det, name, dataclasses.replace(
                 current, **{k: v for k, v in value["__dataclass__"].items() if k in fields and k not in keep}))
@@ -360,7 +364,7 @@ def load_detector(path: str | os.PathLike, device: str = "auto", progress: bool 
     if unused:
         raise ModelFileError(f"{w_file}: {len(unused)} tensors match nothing in a rebuilt {meta['method']!r} "
                              f"detector (e.g. {unused[0]}); was it saved by another method?")
-    _restore_values(det, meta.get("state", {}))
+    _restore_values(det, meta.get("state", {}), folder / CONFIG_FILE)
     det.progress = progress
     if hasattr(det, "config") and hasattr(det.config, "progress"):
         det.config.progress = progress

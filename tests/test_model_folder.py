@@ -166,3 +166,22 @@ def test_unreadable_weights_are_not_called_corrupt(saved):
     with pytest.raises(ModelFileError, match="permission denied") as info:
         load_detector(saved, device="cpu")
     assert "corrupt" not in str(info.value)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("state.config.__dataclass__.n_aug", "ten", r"key 'state.config.n_aug' is \"ten\", expected a whole number"),
+    ("state.history", "long", r"key 'state.history' is \"long\", expected a list"),
+])
+def test_saved_state_of_the_wrong_type_names_file_and_key(saved, key, value, message):
+    _edit_config(saved, **{key: value})
+    with pytest.raises(ModelFileError, match="config.json: " + message):
+        load_detector(saved, device="cpu")
+
+
+def test_a_kwarg_typed_as_a_union_is_not_refused(coftad_fit, images, tmp_path):
+    """``compile: bool | "auto"``: either saved value loads (only plain-typed keys are checked)."""
+    folder = coftad_fit[0].save(tmp_path / "m")
+    _edit_config(folder, **{"kwargs.compile": "auto"})
+    meta = json.loads((folder / "config.json").read_text())
+    assert meta["kwargs"]["compile"] == "auto"
+    close(load_detector(folder, device="cpu").score_samples(images[1]), coftad_fit[1])
