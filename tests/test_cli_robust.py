@@ -237,3 +237,32 @@ def test_labels_csv_refuses_a_training_image_listed_again_as_test(data, tmp_path
     csv_path.write_text("path,label,kind,split\n" + "\n".join(rows) + "\n")
     code, _, err = _run(["evaluate", csv_path, "--methods", "pretrained", "--out", tmp_path / "r", *FAST], capsys)
     assert code == EXIT_BAD_INPUT and "also training shots" in err and "n0.png" in err
+
+
+_KILLED_IN_SAVE = """
+import os, signal, sys
+import coftad_lib.model_folder as mf
+def killed(path, text):
+    os.kill(os.getpid(), signal.SIGKILL)  # after the new weights are written, before the config
+mf.write_text_atomic = killed
+from coftad_lib.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigkill_while_saving_then_a_new_fit_cleans_up(model, data, tmp_path, capsys):
+    """Item 1: SIGKILL while a new fit's weights were written left them beside the old config; now the
+    old model stays whole, and the next fit takes over the dead writer's lock and removes its leftovers."""
+    from coftad_lib.persistence import load_detector
+
+    out = _copy_model(model, tmp_path)
+    before = _snapshot(out)
+    proc = subprocess.run([sys.executable, "-c", _KILLED_IN_SAVE, "fit", str(data / "train"), "--out", str(out),
+                           "--method", "pretrained", *FAST], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL
+    assert _snapshot(out) == before and lock_path(out).exists()  # the dead writer's lock and staged folder stay
+    assert load_detector(out, device="cpu").method == "patchcore"
+    code, _, err = _run(["fit", data / "train", "--out", out, "--method", "pretrained", *FAST], capsys)
+    assert code == EXIT_OK, err
+    assert sorted(p.name for p in out.parent.iterdir()) == ["m"]
+    assert load_detector(out, device="cpu").method == "pretrained"
