@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import os
+import re
 import shutil
 import socket
 import threading
@@ -188,10 +190,12 @@ def remove_leftovers(final: str | os.PathLike) -> list[Path]:
     Call it only while holding :func:`exclusive_lock` for ``final``: no other writer is then busy.
     """
     final = Path(final)
+    # exactly the names temporary_sibling() gives, so "m.v2-x"'s temporaries are not taken for "m"'s
+    ours = re.compile(rf"\.{re.escape(final.name)}\.\d+-[0-9a-f]{{8}}\.(tmp|old)")
     gone = []
     if final.parent.is_dir():
-        for p in final.parent.glob(f".{final.name}.*-*.*"):
-            if p.suffix in (".tmp", ".old"):
+        for p in final.parent.glob(f".{glob.escape(final.name)}.*"):
+            if ours.fullmatch(p.name):
                 (shutil.rmtree if p.is_dir() and not p.is_symlink() else os.unlink)(p)
                 gone.append(p)
     return gone

@@ -98,5 +98,7 @@ def test_remove_leftovers_clears_a_killed_writers_temporaries(tmp_path):
     stale = af.temporary_sibling(final)
     stale.mkdir()
     (tmp_path / ".other.123-abc.tmp").write_text("not ours")
+    busy = af.temporary_sibling(tmp_path / "model.v2-x")  # another model's writer, busy
+    busy.mkdir()
     assert af.remove_leftovers(final) == [stale]
-    assert _names(tmp_path) == [".other.123-abc.tmp", "model"]
+    assert _names(tmp_path) == sorted([".other.123-abc.tmp", busy.name, "model"])
