@@ -71,8 +71,11 @@ def test_score_refuses_an_input_image_as_csv(model, data, capsys):
     victim = data / "test" / "good" / "t0.png"
     before = victim.read_bytes()
     code, _, err = _run(["score", model, data / "test", "--csv", victim, "--quiet"], capsys)
-    assert code == EXIT_BAD_INPUT and "one of the input images" in err and str(victim) in err
+    assert code == EXIT_BAD_INPUT and "is one of the inputs" in err and str(victim) in err
     assert victim.read_bytes() == before
+    config = (model / "config.json").read_bytes()
+    code, _, err = _run(["score", model, data / "test", "--csv", model / "config.json", "--quiet"], capsys)
+    assert code == EXIT_BAD_INPUT and "is one of the inputs" in err and (model / "config.json").read_bytes() == config
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -47,8 +47,8 @@ def check_output_file(path: str | os.PathLike, option: str, inputs: Iterable[str
     resolved = out.resolve()
     for item in inputs:
         if Path(item).resolve() == resolved:
-            raise COFTADInputError(f"{option} {out}: is one of the input images; writing there would destroy it. "
-                                   "Choose another file name")
+            raise COFTADInputError(f"{option} {out}: is one of the inputs (an image or a model file); writing "
+                                   "there would destroy it. Choose another file name")
     require_writable_parent(out, option)
     return out
 

@@ -17,6 +17,7 @@ def run(args: argparse.Namespace) -> int:
     rows in input order; ``--maps`` writes heat-map overlays for methods with ``anomaly_maps``."""
     from ..atomic_files import exclusive_lock
     from ..datasets.user_images import expand_inputs
+    from ..model_folder import CONFIG_FILE, WEIGHTS_FILE
     from ..persistence import read_config
     from .checks import check_output_file, check_output_folder
 
@@ -24,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
     found = expand_inputs(args.inputs)
     # Outputs checked before the work; an output equal to an input (once: --csv in/000.png) is refused.
     if args.csv:
-        check_output_file(args.csv, "--csv", inputs=found)
+        model_files = [Path(args.model_dir) / name for name in (CONFIG_FILE, WEIGHTS_FILE)]
+        check_output_file(args.csv, "--csv", inputs=[*found, *model_files])
     if not args.maps:
         return _score(args, found)
     check_output_folder(args.maps, "--maps", inputs=[*args.inputs, args.model_dir])
