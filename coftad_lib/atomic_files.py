@@ -8,7 +8,8 @@ only once it is complete. Files get the mode the user's umask gives (``0o666 & ~
 library that wrote them chose, so a shared model folder reads for whoever may read the folder.
 
 :func:`exclusive_lock` serialises writers of one output: the second one fails at once naming the
-process that holds the lock; a lock left by a process that no longer runs is taken over.
+process that holds the lock; a lock left by a killed process is free again (an ``flock``, which
+the kernel releases when its process ends).
 
 Only the standard library: :mod:`data_prep` uses it too (:mod:`data_prep.atomic_io`).
 """
@@ -17,13 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import glob
 import os
 import re
 import shutil
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,8 +33,6 @@ from typing import IO, Any
 from .errors import COFTADInputError
 
 _UMASK_LOCK = threading.Lock()
-#: seconds an empty lock file counts as being written (its pid follows at once) before it is stale
-_FRESH_S = 10.0
 
 
 class OutputLockedError(COFTADInputError):
@@ -207,18 +206,8 @@ def lock_path(target: str | os.PathLike) -> Path:
     return target.with_name(f".{target.name}.lock")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
 def _holder(lock: Path) -> tuple[int | None, str]:
-    """(pid, host) written in a lock file; (None, "") when unreadable or half-written."""
+    """(pid, host) written in a lock file; (None, "") when unreadable or not written yet."""
     try:
         pid, host = (lock.read_text().split() + ["", ""])[:2]
         return int(pid), host
@@ -226,60 +215,59 @@ def _holder(lock: Path) -> tuple[int | None, str]:
         return None, ""
 
 
-def _age(path: Path) -> float:
-    try:
-        return time.time() - path.stat().st_mtime
-    except OSError:
-        return float("inf")
+def _acquire(lock: Path) -> int | None:
+    """An open descriptor of ``lock`` holding its exclusive ``flock``, or None when another holds it.
 
-
-def _try_create(lock: Path) -> bool:
-    try:
-        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except FileExistsError:
-        return False
-    with os.fdopen(fd, "w") as fh:
-        fh.write(f"{os.getpid()} {socket.gethostname()}\n")
-    return True
+    The kernel drops an ``flock`` when its process dies, so a killed writer's lock file is free
+    again without anyone guessing from pids; the file is checked to be the one at ``lock`` after
+    locking (a releasing holder unlinks it), so two writers never both hold it.
+    """
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:
+            same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+            return fd
+        os.close(fd)  # unlinked by its releasing holder meanwhile: lock the new file
 
 
 @contextlib.contextmanager
 def exclusive_lock(target: str | os.PathLike, what: str = "output") -> Iterator[Path]:
-    """Hold the lock of ``target`` (:func:`lock_path`) for the block; yields the lock file.
+    """Hold the lock of ``target`` (:func:`lock_path`, an ``flock`` on a file holding our pid) for the block.
+
+    A killed writer's lock is free at once (the kernel releases it); a lock this process holds
+    already is reentered (and released by the outer block).
 
     Raises:
-        OutputLockedError: a running process holds it; the message names its pid and the lock file.
-            A lock whose process no longer runs on this host (killed writer) is taken over; a lock
-            this process holds already is reentered (and released by the outer block).
+        OutputLockedError: another running process holds it; the message names its pid and the lock file.
     """
     target = Path(target)
     lock = lock_path(target)
     lock.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(3):
-        if _try_create(lock):
-            break
+    fd = _acquire(lock)
+    if fd is None:
         pid, host = _holder(lock)
-        if pid == os.getpid() and host in ("", socket.gethostname()):  # nested: the outer block releases it
+        if pid == os.getpid() and host == socket.gethostname():  # nested: the outer block releases it
             yield lock
             return
-        here = host in ("", socket.gethostname())
-        if pid is not None and (_pid_alive(pid) or not here):
-            raise OutputLockedError(
-                f"{target}: another process (pid {pid}{'' if here else ' on ' + host}) is writing this {what} "
-                f"right now; wait for it to finish or choose another path (lock file {lock})")
-        if pid is None and _age(lock) < _FRESH_S:  # just created, pid not written yet: the writer is alive
-            raise OutputLockedError(f"{target}: another process is writing this {what} right now "
-                                    f"(lock file {lock}); wait for it to finish or choose another path")
-        with contextlib.suppress(FileNotFoundError):
-            lock.unlink()  # a dead writer's lock
-    else:
-        raise OutputLockedError(f"{target}: could not take the lock {lock}; another writer keeps taking it")
+        who = f"pid {pid}" + ("" if host in ("", socket.gethostname()) else f" on {host}") if pid else "a process"
+        raise OutputLockedError(f"{target}: another process ({who}) is writing this {what} right now; wait for it "
+                                f"to finish or choose another path (lock file {lock})")
     try:
         yield lock
     finally:
-        if _holder(lock)[0] == os.getpid():
-            with contextlib.suppress(OSError):
-                lock.unlink()
+        with contextlib.suppress(OSError):
+            lock.unlink()  # before the unlock: a writer waiting on this file then retries on a new one
+        os.close(fd)
 
 
 __all__ = ["OutputLockedError", "atomic_open", "atomic_path", "current_umask", "exclusive_lock", "lock_path",

@@ -76,19 +76,29 @@ def test_full_disk_leaves_the_old_file(tmp_path):
     assert target.read_bytes() == b"old" and _names(tmp_path) == ["big.bin"]
 
 
-def test_lock_fails_at_once_naming_the_holder_and_takes_over_dead_ones(tmp_path):
+def test_lock_fails_at_once_naming_the_holder_and_is_free_once_it_is_killed(tmp_path):
     target = tmp_path / "out"
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from coftad_lib.atomic_files import exclusive_lock
+        with exclusive_lock({str(target)!r}):
+            print("locked", flush=True)
+            time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True)
     try:
-        af.lock_path(target).write_text(f"{holder.pid} {os.uname().nodename}\n")
-        with pytest.raises(af.OutputLockedError, match=f"pid {holder.pid}"):
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(af.OutputLockedError, match=f"pid {holder.pid}.*lock file"):
             with af.exclusive_lock(target):
                 pass
     finally:
-        holder.kill()
+        holder.kill()  # SIGKILL: no clean-up, the lock file stays with the dead pid
         holder.wait()
-    with af.exclusive_lock(target) as lock:  # the holder is dead: its lock is taken over
+    assert af.lock_path(target).read_text().split()[0] == str(holder.pid)
+    with af.exclusive_lock(target) as lock:  # the kernel released the dead holder's lock
         assert lock.read_text().split()[0] == str(os.getpid())
+        with af.exclusive_lock(target):  # reentered by the same process
+            pass
+        assert lock.exists()
     assert not af.lock_path(target).exists()
 
 
@@ -102,3 +112,28 @@ def test_remove_leftovers_clears_a_killed_writers_temporaries(tmp_path):
     busy.mkdir()
     assert af.remove_leftovers(final) == [stale]
     assert _names(tmp_path) == sorted([".other.123-abc.tmp", busy.name, "model"])
+
+
+def test_racing_writers_exactly_one_wins(tmp_path):
+    """Six processes try the same lock at the same moment: one holds it, five fail at once."""
+    target, go = tmp_path / "out", tmp_path / "go"
+    code = textwrap.dedent(f"""
+        import os, time
+        from coftad_lib.atomic_files import OutputLockedError, exclusive_lock
+        print("ready", flush=True)
+        while not os.path.exists({str(go)!r}):
+            time.sleep(0.01)
+        try:
+            with exclusive_lock({str(target)!r}):
+                print("won", flush=True)
+                time.sleep(3)
+        except OutputLockedError:
+            print("refused", flush=True)
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(6)]
+    for p in procs:
+        assert p.stdout.readline().strip() == "ready"
+    go.write_text("")
+    results = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
+    assert results == ["refused"] * 5 + ["won"]
+    assert not af.lock_path(target).exists()
