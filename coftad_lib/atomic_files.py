@@ -33,6 +33,8 @@ from typing import IO, Any
 from .errors import COFTADInputError
 
 _UMASK_LOCK = threading.Lock()
+#: errors of a file system that has no flock
+_NO_FLOCK = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
 
 
 class OutputLockedError(COFTADInputError):
@@ -229,6 +231,11 @@ def _acquire(lock: Path) -> int | None:
         except BlockingIOError:
             os.close(fd)
             return None
+        except OSError as exc:
+            if exc.errno not in _NO_FLOCK:
+                os.close(fd)
+                raise
+            # a file system without flock (some FUSE mounts): writes stay atomic, only unserialised
         try:
             same = os.stat(lock).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
