@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from safetensors.torch import save_file
 
 from .backbones import Backbone, build_backbone
 from .detector import FeatureDetector
@@ -26,7 +24,6 @@ from .errors import COFTADInputError
 from .training import SETTINGS, fit_backbone
 
 POSITIVE_PAIRS = ("cross_instance", "fixed_center", "none")
-FORMAT_VERSION = 1
 
 @dataclass
 class COFTADConfig:
@@ -174,6 +171,9 @@ class COFTAD(FeatureDetector):
     Any field of :class:`COFTADConfig` is a keyword argument.
     """
 
+    #: the dataclass of its keyword arguments (read by persistence to check a saved model's types)
+    config_class = COFTADConfig
+
     def __init__(self, **kwargs: Any) -> None:
         unknown = set(kwargs) - {f.name for f in dataclasses.fields(COFTADConfig)}
         if unknown:
@@ -204,17 +204,20 @@ class COFTAD(FeatureDetector):
 
     # -- persistence --------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
-        """Write ``<path>/config.json`` and ``<path>/weights.safetensors`` (no pickles)."""
+        """Write ``<path>/config.json`` and ``<path>/weights.safetensors`` (no pickles), whole or not at
+        all: the format of :func:`coftad_lib.persistence.save_detector`, the library's one save path."""
+        from .persistence import save_detector
+
         if self.scoring_net is None or self.density.mean is None:
             raise RuntimeError("COFTAD.save: fit() the detector first")
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        tensors = {f"backbone.{k}": v.detach().cpu().contiguous() for k, v in self.scoring_net.state_dict().items()}
-        tensors.update({f"density.{k}": v.cpu().contiguous() for k, v in self.density.state_dict().items()})
-        save_file(tensors, str(path / "weights.safetensors"))
-        meta = {"format_version": FORMAT_VERSION, "class": type(self).__name__, "config": dataclasses.asdict(self.config)}
-        (path / "config.json").write_text(json.dumps(meta, indent=2))
-        return path
+        kwargs = {k: v for k, v in dataclasses.asdict(self.config).items() if k not in ("device", "progress")}
+        return save_detector(self, path, method=self.registry_name(), kwargs=kwargs)
+
+    def registry_name(self) -> str:
+        """The :data:`coftad_lib.methods.METHODS` name that builds this detector from its config."""
+        if isinstance(self, PretrainedDetector):
+            return "pretrained" if self.config.pretrained else "random"
+        return "coftad_np" if self.config.use_negative else "coftad"
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "auto") -> COFTAD:

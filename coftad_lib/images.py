@@ -82,6 +82,9 @@ def load_image(path: str | os.PathLike) -> Image.Image:
             if img.getexif().get(ORIENTATION_TAG, 1) != 1:
                 img = ImageOps.exif_transpose(img)
             return _pil_to_rgb(img)
+    except Image.DecompressionBombError as exc:  # PIL's guard: a few KB of PNG can decode to gigabytes
+        raise ImageReadError(f"{path}: too large to decode ({exc}); downscale it, or leave it out "
+                             "(--skip-bad / skip_bad=True)") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError(
             f"{path}: cannot read this image ({exc}); expected a complete PNG/JPEG/TIFF/BMP file"

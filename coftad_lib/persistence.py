@@ -15,13 +15,17 @@ One mechanism for every method, no pickles (the format of :meth:`COFTAD.save`, g
   from the file. A loaded detector therefore scores exactly as the saved one did but cannot be
   refit (its starting weights are not stored); :func:`load_detector` makes ``fit`` say so.
 
-Folders written by :meth:`COFTAD.save` (format 1 with ``"config"`` and ``"class"``) load too.
+The folder is written whole or not at all, and ``config.json`` records the weights file's SHA-256
+and tensor list, checked on load (format 3, :mod:`coftad_lib.model_folder`). :meth:`COFTAD.save`
+writes the same format. Older folders load too: format 2 (without the weights record) and format
+1, what ``COFTAD.save`` wrote before (``"config"`` and ``"class"``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import json
 import math
 import os
@@ -34,21 +38,23 @@ from torch import nn
 
 from .detector import Detector
 from .errors import COFTADInputError
+from .model_folder import (
+    CONFIG_FILE,
+    FORMAT_VERSION,
+    WEIGHTS_FILE,
+    ModelFileError,
+    ModelNotFoundError,
+    check_config_types,
+    check_value_types,
+    check_weights,
+    read_weights,
+    write_model_folder,
+)
 
-FORMAT_VERSION = 2  # 1: COFTAD.save (backbone + density); 2: any registry method
-CONFIG_FILE, WEIGHTS_FILE = "config.json", "weights.safetensors"
 #: keyword arguments replaced when rebuilding: the file holds every weight that scores
 _REBUILD = {"pretrained": False, "weights_path": None}
 _LEGACY_CLASSES = {"COFTAD", "PretrainedDetector"}
 _RNG = "__rng_state__"  # key suffix of a torch.Generator's state
-
-
-class ModelFileError(COFTADInputError):
-    """A saved-model folder is corrupt, of an unknown method, or of a newer format; names the file."""
-
-
-class ModelNotFoundError(ModelFileError, FileNotFoundError):
-    """A saved-model folder or one of its files is missing."""
 
 
 # ------------------------------------------------------------------ capture
@@ -146,8 +152,6 @@ def save_detector(det: Detector, path: str | os.PathLike, *, method: str, kwargs
     Returns:
         ``path``.
     """
-    from safetensors.torch import save_file
-
     from .methods.registry import METHODS
 
     if method not in METHODS:
@@ -161,16 +165,14 @@ def save_detector(det: Detector, path: str | os.PathLike, *, method: str, kwargs
     _check_fitted(det, tensors)
     threshold = getattr(det, "threshold", None) if threshold is None else threshold
     threshold_info = getattr(det, "threshold_info", None) if threshold_info is None else threshold_info
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path / WEIGHTS_FILE))
     meta = {
         "format_version": FORMAT_VERSION, "library": "coftad_lib", "method": method, "class": type(det).__name__,
         "kwargs": kwargs_json, "state": _capture_values(det),
         "threshold": None if threshold is None else float(threshold),
         "threshold_info": _jsonable(threshold_info or {}), "extra": _jsonable(extra or {}),
     }
-    (path / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+    # Built aside and renamed into place under a lock: the folder is the old model or the new one.
+    path = write_model_folder(path, tensors, meta)
     return path
 
 
@@ -203,6 +205,7 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
             f"{cfg_file}: format version {version} was written by a newer coftad_lib; this one reads "
             f"versions up to {FORMAT_VERSION}: upgrade coftad_lib"
         )
+    check_config_types(meta, cfg_file)
     if "method" not in meta:  # format 1: COFTAD.save
         if meta.get("class") not in _LEGACY_CLASSES or not isinstance(meta.get("config"), dict):
             raise ModelFileError(f"{cfg_file}: neither 'method' nor a COFTAD 'config'; not a saved detector")
@@ -220,17 +223,19 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
-def _read_tensors(w_file: Path, legacy: bool) -> dict[str, torch.Tensor]:
+def _read_tensors(folder: Path, meta: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The tensors of ``weights.safetensors``, checked against what ``config.json`` records (format 3)."""
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
-    if not w_file.is_file():
-        raise ModelNotFoundError(f"{w_file}: missing; the model folder needs config.json and {WEIGHTS_FILE}")
+    w_file = folder / WEIGHTS_FILE
+    data = read_weights(w_file)
     try:
-        tensors = load_file(str(w_file))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise ModelFileError(f"{w_file}: corrupt or not a safetensors file ({exc}); save the model again") from exc
-    if legacy:  # COFTAD.save named the scoring network "backbone."
+        tensors = load(data)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise ModelFileError(f"{w_file}: corrupt or not a safetensors file ({exc}); fit the model again") from exc
+    check_weights(meta, data, tensors, w_file, folder / CONFIG_FILE)
+    if meta.get("legacy"):  # COFTAD.save named the scoring network "backbone."
         tensors = {("scoring_net." + k[len("backbone."):]) if k.startswith("backbone.") else k: v
                    for k, v in tensors.items()}
     return tensors
@@ -242,15 +247,46 @@ def _skeleton(method: str, kwargs: dict[str, Any], device: str, cfg_file: Path) 
     """The detector rebuilt from its kwargs and fitted with ``steps=0`` on placeholder images."""
     from .methods.registry import make_detector
 
+    check_value_types(kwargs, _default_kwargs(method), cfg_file)
     kw = dict(kwargs) | _REBUILD | {"device": device, "progress": False, "steps": 0}
     try:
         det = make_detector(method, **kw)
-    except COFTADInputError as exc:
-        raise ModelFileError(f"{cfg_file}: cannot rebuild {method!r} from its saved arguments: {exc}") from exc
+    except (COFTADInputError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{cfg_file}: cannot rebuild {method!r} from its saved 'kwargs': {exc}") from exc
     size = int(getattr(det, "image_size", 32))
     placeholders = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0))
     det.fit(placeholders)
     return det
+
+
+_SAMPLES = {"int": 0, "float": 0.0, "str": "", "bool": False}
+
+
+def _example(default: Any, annotation: Any) -> Any:
+    """A value of the one plain type (int, float, str, bool) ``annotation`` names, None for any other
+    annotation (unions such as ``bool | Literal["auto"]`` are not checked); ``default`` when there is none."""
+    if annotation is None or annotation is inspect.Parameter.empty:
+        return default
+    names = [t.strip() for t in str(annotation).split("|") if t.strip() != "None"]
+    return _SAMPLES.get(names[0]) if len(names) == 1 else None
+
+
+def _default_kwargs(method: str) -> dict[str, Any]:
+    """Example values (defaults) of the keyword arguments ``method``'s class takes (its ``config_class``'s
+    fields for a class configured by a dataclass, such as COFT-AD), to check a saved model's types."""
+    from .methods.registry import method_class
+
+    cls = method_class(method)
+    config_cls = getattr(cls, "config_class", None)
+    if dataclasses.is_dataclass(config_cls):
+        return {f.name: _example(None, f.type) for f in dataclasses.fields(config_cls)}
+    out: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        if "__init__" in vars(klass):
+            out |= {n: _example(p.default, p.annotation)
+                    for n, p in inspect.signature(vars(klass)["__init__"]).parameters.items()
+                    if p.default is not inspect.Parameter.empty}
+    return out
 
 
 def _restore_tensors(obj: Any, tensors: dict[str, torch.Tensor], prefix: str, device: torch.device,
@@ -283,11 +319,16 @@ def _restore_tensors(obj: Any, tensors: dict[str, torch.Tensor], prefix: str, de
     return used
 
 
-def _restore_values(det: Detector, state: dict[str, Any]) -> None:
+def _restore_values(det: Detector, state: dict[str, Any], cfg_file: Path) -> None:
+    """Put saved plain values back, each checked against the rebuilt detector's own value's type."""
+    current_values = {k: v for k, v in vars(det).items() if not isinstance(v, dict)}
+    check_value_types(state, current_values, cfg_file, "state", loose_numbers=True)
     for name, value in state.items():
         current = getattr(det, name, None)
         if isinstance(value, dict) and "__dataclass__" in value and dataclasses.is_dataclass(current):
             fields = {f.name for f in dataclasses.fields(current)}
+            examples = {f.name: _example(None, f.type) for f in dataclasses.fields(current)}
+            check_value_types(value["__dataclass__"], examples, cfg_file, f"state.{name}")
             keep = {"device", "progress"}  # the loading machine's choice
             setattr(det, name, dataclasses.replace(
                 current, **{k: v for k, v in value["__dataclass__"].items() if k in fields and k not in keep}))
@@ -316,14 +357,14 @@ def load_detector(path: str | os.PathLike, device: str = "auto", progress: bool 
     folder = Path(path)
     meta = read_config(folder)
     w_file = folder / WEIGHTS_FILE
-    tensors = _read_tensors(w_file, bool(meta.get("legacy")))
+    tensors = _read_tensors(folder, meta)
     det = _skeleton(meta["method"], meta["kwargs"], device, folder / CONFIG_FILE)
     used = _restore_tensors(det, tensors, "", det.device if hasattr(det, "device") else torch.device("cpu"), w_file)
     unused = sorted(set(tensors) - used)
     if unused:
         raise ModelFileError(f"{w_file}: {len(unused)} tensors match nothing in a rebuilt {meta['method']!r} "
                              f"detector (e.g. {unused[0]}); was it saved by another method?")
-    _restore_values(det, meta.get("state", {}))
+    _restore_values(det, meta.get("state", {}), folder / CONFIG_FILE)
     det.progress = progress
     if hasattr(det, "config") and hasattr(det.config, "progress"):
         det.config.progress = progress

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from . import plots
+from .atomic_files import save_image_atomic
 from .errors import COFTADInputError
 
 #: colour map of the heat maps: dark = like the shots, bright = far from every shot patch
@@ -116,7 +117,7 @@ def write_overlays(paths: Sequence[str | os.PathLike], maps: Sequence[np.ndarray
     written = []
     for path, amap, name in zip(paths, maps, names, strict=True):
         target = out / f"{name.replace('/', '__')}_map.png"
-        overlay(path, amap, vmin, vmax).save(target)
+        save_image_atomic(overlay(path, amap, vmin, vmax), target)  # no truncated PNG on a full disk
         written.append(target)
     return written
 

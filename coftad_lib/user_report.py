@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from . import plots, user_figures
+from .atomic_files import save_figure_atomic, write_text_atomic
 from .datasets.task import FewShotTask
 from .detector import Detector
 from .errors import COFTADInputError
@@ -307,13 +308,12 @@ def write_report(ev: Evaluation, out_dir: str | os.PathLike, *, n_gallery: int =
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     figures = report_figures(ev, n_gallery) if figures is None else figures
+    # Each file complete or absent (a kill or a full disk leaves no truncated PNG or CSV); the
+    # report, which links the others, is written last.
     for name, fig in figures.items():
-        paths[name] = out / f"{name}.png"
-        fig.savefig(paths[name], dpi=120)
-    paths["scores"] = out / "scores.csv"
-    ev.scores_frame().to_csv(paths["scores"], index=False)
-    paths["report"] = out / "report.md"
-    paths["report"].write_text(report_markdown(ev, list(figures)))
+        paths[name] = save_figure_atomic(fig, out / f"{name}.png", dpi=120)
+    paths["scores"] = write_text_atomic(out / "scores.csv", ev.scores_frame().to_csv(index=False))
+    paths["report"] = write_text_atomic(out / "report.md", report_markdown(ev, list(figures)))
     return paths
 
 

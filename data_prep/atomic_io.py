@@ -3,7 +3,8 @@
 ``data_prep.aitex_crops`` and ``data_prep.semicon_slices`` write a folder of ``normal/`` and
 ``defect/`` PNGs plus ``manifest.csv`` (the layout :mod:`coftad_lib.datasets.crops` reads);
 ``data_prep.semicon_synth`` writes volumes and a parameters file. Every file goes to a temporary
-name first and is renamed into place, so a crash never leaves half a file under the real name. A
+name first and is renamed into place (:mod:`coftad_lib.atomic_files`, the library's one atomic
+writer), so a crash never leaves half a file under the real name. A
 prepared folder records the parameters of the run writing it (:func:`start_run`): a rerun with the
 same parameters resumes an interrupted run or, when the manifest (written last) is there, does
 nothing; a run with other parameters starts afresh.
@@ -14,46 +15,35 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
+from coftad_lib.atomic_files import atomic_open, save_image_atomic, write_text_atomic
 from coftad_lib.datasets.crops import MANIFEST
 
 #: records the parameters of the run that is (or was) writing an output folder
 PARAMS_FILE = ".params.json"
 
 
-def _tmp(path: Path) -> Path:
-    """The temporary sibling ``path`` is written to before the rename; hidden, so no loader lists it."""
-    return path.with_name(f".{path.name}.tmp")
-
-
 def save_png_atomic(img: Image.Image, path: Path) -> None:
     """Write ``img`` as PNG to ``path`` via a temporary file, so a crash never leaves half a PNG."""
-    tmp = _tmp(path)
-    img.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    save_image_atomic(img, path, format="PNG")
 
 
 def write_csv_atomic(path: Path, rows: Sequence[dict], fieldnames: Sequence[str]) -> None:
     """Write ``rows`` as CSV to ``path`` via a temporary file."""
-    tmp = _tmp(path)
-    with open(tmp, "w", newline="") as fh:
+    with atomic_open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(fieldnames))
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write ``obj`` as indented JSON with sorted keys to ``path`` via a temporary file."""
-    tmp = _tmp(path)
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, indent=1, sort_keys=True))
 
 
 def read_json(path: Path) -> Any | None:

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from coftad_lib.atomic_files import atomic_path, write_text_atomic
 from coftad_lib.datasets.cifar_c import (
     DEFAULT_CORRUPTIONS,
     GENERATED_META,
@@ -89,7 +90,8 @@ def _write_corruptions(
                 chunk = data.images[start : start + CHUNK]
                 stacked[b * n + start : b * n + start + len(chunk)] = corrupt(chunk, name, s, rng)
                 bar.update(1)
-        np.save(out / f"{name}.npy", stacked)
+        with atomic_path(out / f"{name}.npy") as tmp, open(tmp, "wb") as fh:
+            np.save(fh, stacked)
     bar.close()
 
 
@@ -127,7 +129,8 @@ def generate(
     data = read_clean(clean, variant, "test", limit_per_class=limit_per_class)
     out.mkdir(parents=True, exist_ok=True)
     _write_corruptions(data, out, names, sev, seed, progress)
-    np.save(out / "labels.npy", np.tile(data.labels, len(sev)).astype(np.uint8))
+    with atomic_path(out / "labels.npy") as tmp, open(tmp, "wb") as fh:
+        np.save(fh, np.tile(data.labels, len(sev)).astype(np.uint8))
     meta = {
         "format": "coftad CIFAR-C generated files, v1",
         "variant": variant,
@@ -141,7 +144,7 @@ def generate(
         "severity_constants": {k: CIFAR_C_SEVERITY_CONSTANTS[k] for k in names},
         "source_ids": data.ids,
     }
-    (out / GENERATED_META).write_text(json.dumps(meta, indent=1))
+    write_text_atomic(out / GENERATED_META, json.dumps(meta, indent=1))
     return out
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from coftad_lib.atomic_files import atomic_path
 from coftad_lib.datasets.sampling import rng_for
 from coftad_lib.errors import COFTADInputError
 from data_prep.atomic_io import read_json, write_json_atomic
@@ -110,22 +111,22 @@ def synth_volume(
 def save_volume(arr: np.ndarray, path: Path) -> None:
     """Write a (Z, Y, X) array as TIFF stack / .npy / NIfTI by ``path``'s ending, via a temporary file."""
     name = path.name
-    tmp = path.with_name(f".tmp-{name}")  # keeps the ending: nibabel picks the format from it
-    if name.endswith((".tif", ".tiff")):
-        import tifffile
-
-        # minisblack: a stack of 3 or 4 slices would otherwise be stored as one RGB(A) image
-        tifffile.imwrite(tmp, arr, photometric="minisblack")
-    elif name.endswith(".npy"):
-        with open(tmp, "wb") as fh:
-            np.save(fh, arr)
-    elif name.endswith((".nii", ".nii.gz")):
-        import nibabel as nib
-
-        nib.save(nib.Nifti1Image(arr, affine=np.eye(4)), tmp)
-    else:
+    if not name.endswith((".tif", ".tiff", ".npy", ".nii", ".nii.gz")):
         raise COFTADInputError(f"{path}: unknown volume format; use .tif, .npy or .nii.gz")
-    os.replace(tmp, path)
+    # keep_ending: nibabel and tifffile pick the format from the temporary's name
+    with atomic_path(path, keep_ending=True) as tmp:
+        if name.endswith((".tif", ".tiff")):
+            import tifffile
+
+            # minisblack: a stack of 3 or 4 slices would otherwise be stored as one RGB(A) image
+            tifffile.imwrite(tmp, arr, photometric="minisblack")
+        elif name.endswith(".npy"):
+            with open(tmp, "wb") as fh:
+                np.save(fh, arr)
+        else:
+            import nibabel as nib
+
+            nib.save(nib.Nifti1Image(arr, affine=np.eye(4)), tmp)
 
 
 def make_synthetic_volumes(

@@ -36,8 +36,8 @@ def test_same_seed_same_scores_and_rng_restored(texture_task):
     assert torch.equal(state, torch.random.get_rng_state())  # the caller's RNG is left alone
     b = COFTAD(seed=1, **{**SMALL, "steps": 3}).fit(train).score_samples(test)
     c = COFTAD(seed=2, **{**SMALL, "steps": 3}).fit(train).score_samples(test)
-    np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(a, c)
+    np.testing.assert_allclose(a, b, rtol=1e-9, atol=0)  # same seed: equal up to multi-threaded CPU float rounding; a wrong seed or weight differs by far more
+    assert not np.allclose(a, c, rtol=1e-9, atol=0)
 
 
 def test_fine_tuning_changes_the_features(texture_task):
@@ -64,7 +64,8 @@ def test_save_load_roundtrip(fitted, texture_task, tmp_path):
     fitted.save(tmp_path / "det")
     loaded = COFTAD.load(tmp_path / "det", device="cpu")
     np.testing.assert_allclose(loaded.score_samples(test), fitted.score_samples(test), rtol=1e-6)
-    assert "backbone.stem.0.weight" in __import__("safetensors.torch").torch.load_file(str(tmp_path / "det" / "weights.safetensors"))
+    names = __import__("safetensors.torch").torch.load_file(str(tmp_path / "det" / "weights.safetensors"))
+    assert "scoring_net.stem.0.weight" in names  # the one format (save_detector): attributes by name
 
 
 def test_pretrained_detector_roundtrip_keeps_class(texture_task, tmp_path):

@@ -66,7 +66,7 @@ def test_scores_identical_with_cache_on_and_off(jpeg_task, decode_counter):
     on = COFTAD(seed=2, steps=2, **TINY).fit(train).score_samples(test)
     image_cache.set_budget(0)
     off = COFTAD(seed=2, steps=2, **TINY).fit(train).score_samples(test)
-    np.testing.assert_array_equal(on, off)
+    np.testing.assert_allclose(on, off, rtol=1e-9, atol=0)  # same seed: equal up to multi-threaded CPU float rounding; a wrong seed or weight differs by far more
     assert max(decode_counter.values()) == 2  # once with the cache, once more without it
     assert len(image_cache.get_cache()) == 0
 

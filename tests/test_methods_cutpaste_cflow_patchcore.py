@@ -71,7 +71,7 @@ def test_detects_defects_and_is_reproducible(task, name, kw):
     det, s1, s2 = _fit_twice(name, kw, train, test)
     assert s1.shape == (len(test),) and s1.dtype == np.float64 and np.isfinite(s1).all()
     assert auroc(s1, labels) >= 0.7
-    np.testing.assert_array_equal(s1, s2)
+    np.testing.assert_allclose(s1, s2, rtol=1e-9, atol=0)  # same seed: equal up to multi-threaded CPU float rounding; a wrong seed or weight differs by far more
 
 
 @pytest.mark.parametrize("name,kw", [("cutpaste", CUTPASTE), ("cflow", CFLOW), ("patchcore", PATCHCORE)])

@@ -92,7 +92,7 @@ def test_nothing_to_train_falls_back_to_plain_fits(texture_task):
     kw = {k: v for k, v in TINY.items() if k != "steps"}
     a = fit_packed([PretrainedDetector(seed=0, **kw)], [train[:4]])[0].score_samples(test)
     b = PretrainedDetector(seed=0, **kw).fit(train[:4]).score_samples(test)
-    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(a, b, rtol=1e-9, atol=0)  # same seed: equal up to multi-threaded CPU float rounding; a wrong seed or weight differs by far more
 
 
 @pytest.mark.parametrize("change, match", [

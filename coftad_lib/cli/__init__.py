@@ -9,19 +9,25 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Sequence
 
 from ..errors import COFTADInputError, DatasetNotFoundError, WeightsUnavailableError
+from .checks import check_options, describe_os_error
 
-EXIT_OK, EXIT_OTHER, EXIT_BAD_INPUT, EXIT_MISSING = 0, 1, 2, 3
+EXIT_OK, EXIT_OTHER, EXIT_BAD_INPUT, EXIT_MISSING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_CODES = f"""\
 exit codes:
-  {EXIT_OK}  ok
-  {EXIT_BAD_INPUT}  bad input: an unreadable image, a bad CSV row, a corrupt model file, a bad option
-  {EXIT_MISSING}  missing: a data folder, image, model folder/file or pretrained weights not found
-  {EXIT_OTHER}  anything else (a bug: please report it with the message)"""
+  {EXIT_OK}    ok
+  {EXIT_BAD_INPUT}    bad input: an unreadable or oversized image, a bad CSV row, a corrupt or mixed model
+       folder, a bad option or output path, a file system error (full disk, permission denied),
+       an output another process is writing
+  {EXIT_MISSING}    missing: a data folder, image, model folder/file or pretrained weights not found
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C, SIGINT or SIGTERM): outputs are the old ones or absent, never half-written
+  {EXIT_OTHER}    anything else (a bug: please report it with the message)"""
 
 DESCRIPTION = """\
 Few-shot anomaly detection on your own images (COFT-AD and the paper's competitors).
@@ -99,11 +105,36 @@ def exit_code(exc: BaseException) -> int:
     """The exit code for an exception raised by a command (see :data:`EXIT_CODES`)."""
     from ..persistence import ModelNotFoundError
 
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
     if isinstance(exc, (DatasetNotFoundError, WeightsUnavailableError, ModelNotFoundError, FileNotFoundError)):
         return EXIT_MISSING
-    if isinstance(exc, COFTADInputError):
+    if isinstance(exc, (COFTADInputError, OSError)):  # OSError: a full disk, a permission, a read-only path
         return EXIT_BAD_INPUT
     return EXIT_OTHER
+
+
+class _Signals:
+    """SIGINT and SIGTERM raise KeyboardInterrupt (so temporaries are removed) and are remembered, so
+    that an error a signal caused (a read cut short) is reported as the interrupt, never as a bad file."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._old: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received = signum
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> _Signals:
+        if threading.current_thread() is threading.main_thread():  # handlers can only be set there
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -121,22 +152,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     from . import evaluate, fit, score
 
     command = {"fit": fit.run, "score": score.run, "evaluate": evaluate.run}[args.command]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("default")
-            warnings.showwarning = _note  # restored when the block ends
-            return command(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_OTHER
-    except Exception as exc:  # one line for the user, not a stack trace
-        code = exit_code(exc)
-        print(f"error: {exc}", file=sys.stderr)
-        if os.environ.get("COFTAD_DEBUG"):
-            raise
-        if code == EXIT_OTHER:
-            print(f"({type(exc).__name__}; set COFTAD_DEBUG=1 for the traceback)", file=sys.stderr)
-        return code
+    with _Signals() as signals:
+        try:
+            check_options(args)
+            with warnings.catch_warnings():
+                warnings.simplefilter("default")
+                warnings.showwarning = _note  # restored when the block ends
+                return command(args)
+        except BaseException as exc:  # one line for the user, not a stack trace
+            if not isinstance(exc, Exception) and not isinstance(exc, KeyboardInterrupt):
+                raise  # SystemExit and the like
+            return _report(exc, signals.received)
+
+
+def _report(exc: BaseException, signum: int | None) -> int:
+    """Print the one-line message for ``exc`` and return its exit code."""
+    if isinstance(exc, KeyboardInterrupt) or signum is not None:
+        name = signal.Signals(signum).name if signum is not None else "SIGINT"
+        print(f"interrupted ({name}); outputs are as they were before, or absent", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    code = exit_code(exc)
+    message = describe_os_error(exc) if isinstance(exc, OSError) and not isinstance(exc, COFTADInputError) else exc
+    print(f"error: {message}", file=sys.stderr)
+    if os.environ.get("COFTAD_DEBUG"):
+        raise exc
+    if code == EXIT_OTHER:
+        print(f"({type(exc).__name__}; set COFTAD_DEBUG=1 for the traceback)", file=sys.stderr)
+    return code
 
 
 def _note(message, category, filename, lineno, file=None, line=None) -> None:
@@ -144,4 +186,4 @@ def _note(message, category, filename, lineno, file=None, line=None) -> None:
     print(f"note: {message}", file=sys.stderr)
 
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_CODES", "EXIT_MISSING", "EXIT_OK", "EXIT_OTHER", "build_parser", "exit_code", "main"]
+__all__ = ["EXIT_BAD_INPUT", "EXIT_CODES", "EXIT_INTERRUPTED", "EXIT_MISSING", "EXIT_OK", "EXIT_OTHER", "build_parser", "exit_code", "main"]

@@ -24,12 +24,20 @@ def methods_from(arg: str) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     """Load DATA (:func:`coftad_lib.datasets.labelled.load_labelled`), fit and score every method
     (:func:`coftad_lib.user_report.evaluate`), write the report (:func:`~coftad_lib.user_report.write_report`)."""
+    from ..atomic_files import exclusive_lock
+    from .checks import check_output_folder
+
+    methods = methods_from(args.methods)
+    check_output_folder(args.out, "--out", inputs=[args.data])  # before the fits, not after
+    with exclusive_lock(args.out, "report folder"):
+        return _evaluate(args, methods)
+
+
+def _evaluate(args: argparse.Namespace, methods: list[str]) -> int:
+    """The work of :func:`run`, under the lock of ``--out``."""
     from ..datasets.labelled import load_labelled
     from ..user_report import evaluate, write_report
 
-    methods = methods_from(args.methods)
-    if args.shots is not None and args.shots < 1:
-        raise COFTADInputError(f"--shots {args.shots}: need at least 1 normal image")
     task = load_labelled(args.data, shots=args.shots, seed=args.seed, skip_bad=args.skip_bad, progress=not args.quiet)
     skipped = task.info.get("skipped_unreadable", [])
     if skipped:

@@ -12,14 +12,24 @@ from ..errors import COFTADInputError
 def run(args: argparse.Namespace) -> int:
     """Fit ``args.method`` on the normal images (all, or ``--shots`` drawn with ``--seed``), choose the
     threshold for ``--fpr`` (:func:`coftad_lib.threshold.fit_threshold`) and save both to ``--out``."""
-    from ..datasets.labelled import check_readable, user_images
+    from ..atomic_files import exclusive_lock
+    from ..model_folder import check_model_out
+
+    # Before any work: an unusable --out is refused now, not after a fit of minutes, and a second
+    # `fit --out` to the same folder fails at once instead of mixing two fits.
+    check_model_out(args.out, inputs=[args.normal_dir])
+    with exclusive_lock(args.out, "model folder"):
+        return _fit_and_save(args)
+
+
+def _fit_and_save(args: argparse.Namespace) -> int:
+    """The work of :func:`run`, under the lock of ``--out``."""
     from ..datasets.sampling import choose, rng_for
+    from ..datasets.user_images import check_readable, user_images
     from ..persistence import save_detector
     from ..threshold import fit_threshold
     from ..user_report import NO_TRAINING, build, method_kwargs
 
-    if args.shots is not None and args.shots < 1:
-        raise COFTADInputError(f"--shots {args.shots}: need at least 1 normal image")
     found = user_images(args.normal_dir, "folder of normal images")
     images, bad = check_readable(found, skip_bad=args.skip_bad, what=f"images in {args.normal_dir}",
                                  progress=not args.quiet)

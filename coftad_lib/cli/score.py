@@ -15,14 +15,33 @@ from ..errors import COFTADInputError
 def run(args: argparse.Namespace) -> int:
     """Print one row per image (rank, score, flag, path), most anomalous first; ``--csv`` writes all
     rows in input order; ``--maps`` writes heat-map overlays for methods with ``anomaly_maps``."""
-    from ..datasets.labelled import check_readable, expand_inputs
+    from ..atomic_files import exclusive_lock
+    from ..datasets.user_images import expand_inputs
+    from ..model_folder import CONFIG_FILE, WEIGHTS_FILE
+    from ..persistence import read_config
+    from .checks import check_output_file, check_output_folder
+
+    read_config(args.model_dir)  # a missing or corrupt model is named before the inputs are listed
+    found = expand_inputs(args.inputs)
+    # Outputs checked before the work; an output equal to an input (once: --csv in/000.png) is refused.
+    if args.csv:
+        model_files = [Path(args.model_dir) / name for name in (CONFIG_FILE, WEIGHTS_FILE)]
+        check_output_file(args.csv, "--csv", inputs=[*found, *model_files])
+    if not args.maps:
+        return _score(args, found)
+    check_output_folder(args.maps, "--maps", inputs=[*args.inputs, args.model_dir])
+    with exclusive_lock(args.maps, "heat-map folder"):
+        return _score(args, found)
+
+
+def _score(args: argparse.Namespace, found: list[Path]) -> int:
+    from ..datasets.user_images import check_readable
     from ..persistence import load_detector
 
     det = load_detector(args.model_dir, device=args.device, progress=not args.quiet)
     if args.maps and not hasattr(det, "anomaly_maps"):
         raise COFTADInputError(f"--maps: method {det.method!r} has no anomaly maps; PatchCore (patchcore) and "
                                "CFLOW-AD (cflow) do. Fit one of them with `fit --method patchcore`")
-    found = expand_inputs(args.inputs)
     paths, bad = check_readable(found, skip_bad=args.skip_bad, progress=not args.quiet)
     if bad:
         print(f"skipped {len(bad)} unreadable image(s) of {len(found)} (--skip-bad)", file=sys.stderr)
@@ -56,8 +75,10 @@ def _print_ranked(paths: list[Path], scores: np.ndarray, flags: np.ndarray, thr:
 
 
 def _write_csv(target: Path, paths: list[Path], scores: np.ndarray, flags: np.ndarray, thr: float | None) -> None:
+    from ..atomic_files import atomic_open
+
     target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target, "w", newline="") as f:
+    with atomic_open(target, "w", newline="") as f:  # complete or absent, even on a full disk
         w = csv.writer(f)
         w.writerow(["path", "score", "flag", "threshold"])
         for p, s, fl in zip(paths, scores, flags, strict=True):

@@ -1,47 +1,42 @@
-"""A user's labelled images, as they arrive: a folder of images plus a label file, or the MVTec layout.
+"""The one loader of a user's labelled images: a folder in the MVTec layout, or a labels CSV.
 
 Two forms of labelled data (what ``python -m coftad_lib evaluate DATA`` reads):
 
-- a **folder** ``DATA/train/`` (normal images), ``DATA/test/good/`` (normal test images) and
-  ``DATA/test/<defect>/`` (anomalies, one folder per kind): :mod:`.folder`'s layout, MVTec's too;
-- a **CSV file** with a header ``path,label[,kind][,split]``: label 0 = normal, 1 = anomaly; paths
-  relative to the CSV's folder. Rows with ``split`` = ``train`` are the normal shots; without a
-  split column, ``shots`` normal rows (default :data:`DEFAULT_CSV_SHOTS`) are drawn with the seed
-  as shots and every other row is a test image.
+- a **folder** ``DATA/train/`` (normal images), ``DATA/test/good/`` (normal test images; a folder
+  named good, normal or ok) and ``DATA/test/<defect>/`` (anomalies, one folder per kind), MVTec's
+  layout (:func:`load_folder`; registered as the ``"folder"`` dataset by :mod:`.folder`); instead
+  of the test folders a labels CSV may list the test images (``labels_csv=``);
+- a **CSV file** with a header ``path,label[,kind][,split]``: label 0 = normal, 1 = anomaly. Rows
+  with ``split`` = ``train`` are the normal shots; without a split column, ``shots`` normal rows
+  (default :data:`DEFAULT_CSV_SHOTS`) are drawn with the seed as shots and every other row is a
+  test image.
 
-Also here: listing the images of a folder (hidden files and folders left out) and checking that
-every file decodes, so that a folder with unreadable images is reported in one message.
+One path convention for every CSV: **relative paths are relative to the CSV file's folder**.
+One rule for both forms: an image is never both a training shot and a test image.
+Listing folders and checking that files decode: :mod:`.user_images` (re-exported here).
 """
 
 from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
-from ..errors import COFTADInputError, DatasetNotFoundError, ImageReadError
-from .files import USER_IMAGE_SUFFIXES, relative_id
+from ..errors import COFTADInputError, DatasetNotFoundError
+from .files import USER_IMAGE_SUFFIXES, relative_id, require_dir, task_from_files
 from .sampling import choose, rng_for
 from .task import FewShotTask
+from .user_images import (
+    UnreadableImagesError,
+    check_readable,
+    expand_inputs,
+    find_user_images,
+    user_images,
+)
 
 #: normal shots drawn from a CSV that has no ``split`` column
 DEFAULT_CSV_SHOTS = 5
-#: folders archivers and notebooks leave behind, never images of the user's
-_JUNK_DIRS = {"__MACOSX", ".ipynb_checkpoints"}
-_MAX_LISTED = 20
-
-
-class UnreadableImagesError(ImageReadError):
-    """Some image files do not decode; ``paths`` lists them, the message names up to 20."""
-
-    def __init__(self, message: str, paths: Sequence[Path]) -> None:
-        super().__init__(message)
-        self.paths = list(paths)
 
 
 @dataclass
@@ -52,83 +47,6 @@ class LabelRows:
     labels: list[int]
     kinds: list[str]
     splits: list[str]
-
-
-def find_user_images(root: Path, recursive: bool = True) -> list[Path]:
-    """Image files under ``root`` (or directly in it), sorted; no hidden file or folder, no ``__MACOSX``.
-
-    macOS archives carry "._name.png" resource forks and ``__MACOSX/`` copies that are no images.
-    """
-    entries = root.rglob("*") if recursive else root.iterdir()
-    return sorted(
-        p for p in entries
-        if p.is_file() and p.suffix.lower() in USER_IMAGE_SUFFIXES
-        and not any(part.startswith(".") or part in _JUNK_DIRS for part in p.relative_to(root).parts)
-    )
-
-
-def user_images(folder: str | os.PathLike, what: str = "folder") -> list[Path]:
-    """Image files anywhere under ``folder``, sorted; hidden files/folders and ``__MACOSX`` left out.
-
-    Raises:
-        DatasetNotFoundError: ``folder`` is not a folder.
-        COFTADInputError: it holds no image file.
-    """
-    root = Path(folder)
-    if not root.is_dir():
-        raise DatasetNotFoundError(f"{root}: {what} not found")
-    files = find_user_images(root)
-    if not files:
-        raise COFTADInputError(f"{root}: no images in this {what}; expected {', '.join(USER_IMAGE_SUFFIXES)} files")
-    return files
-
-
-def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
-    """Image files named on a command line: files as given, folders expanded with :func:`user_images`."""
-    out: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            out += user_images(p)
-        elif p.is_file():
-            out.append(p)
-        else:
-            raise DatasetNotFoundError(f"{p}: no such image file or folder")
-    if not out:
-        raise COFTADInputError("no images given")
-    return out
-
-
-def _check_one(path: Path) -> str | None:
-    from ..images import load_image
-
-    try:
-        load_image(path)
-    except ImageReadError as exc:
-        return str(exc)
-    return None
-
-
-def check_readable(paths: Sequence[Path], *, skip_bad: bool = False, what: str = "images",
-                   progress: bool = True) -> tuple[list[Path], list[Path]]:
-    """Decode every file once; return (readable, unreadable) paths.
-
-    Raises:
-        UnreadableImagesError: some files do not decode and ``skip_bad`` is False; the message
-            lists them (up to 20) with the reason and says how to skip them.
-    """
-    paths = list(paths)
-    with ThreadPoolExecutor(4) as pool:
-        errors = list(tqdm(pool.map(_check_one, paths), total=len(paths), desc=f"checking {what}",
-                           disable=not progress or len(paths) < 50, leave=False))
-    bad = [p for p, e in zip(paths, errors, strict=True) if e is not None]
-    if bad and not skip_bad:
-        shown = "\n  ".join([e for e in errors if e is not None][:_MAX_LISTED])
-        more = f"\n  ... and {len(bad) - _MAX_LISTED} more" if len(bad) > _MAX_LISTED else ""
-        raise UnreadableImagesError(
-            f"{len(bad)} of {len(paths)} {what} cannot be read:\n  {shown}{more}\n"
-            "Fix or remove them, or pass --skip-bad (skip_bad=True) to leave them out.", bad)
-    return [p for p, e in zip(paths, errors, strict=True) if e is None], bad
 
 
 def read_labels_csv(csv_path: str | os.PathLike, base: str | os.PathLike | None = None) -> LabelRows:
@@ -184,6 +102,134 @@ def _add_row(rows: LabelRows, raw: dict, csv_path: Path, line_no: int, base: Pat
     rows.splits.append(split)
 
 
+#: test sub-folder names (case-insensitive) that hold normal images; any other folder is an anomaly type
+NORMAL_FOLDER_NAMES: tuple[str, ...] = ("good", "normal", "ok")
+
+HOW_TO_GET = """\
+Your own data: put normal training images under <root>/train/ and test images under
+<root>/test/good/ (normal) and <root>/test/<anomaly type>/ (anomalies); or list the test images in
+a CSV with columns path,label (0 normal, 1 anomaly; paths relative to the CSV file) and pass
+labels_csv=<file>."""
+
+_EXPECTED_FILES = f"expected {', '.join(sorted(USER_IMAGE_SUFFIXES))} files"
+
+
+def _test_from_folders(test_root: Path) -> tuple[list[Path], list[int], list[str]]:
+    require_dir(test_root, "test folder", HOW_TO_GET)
+    loose = find_user_images(test_root, recursive=False)
+    if loose:
+        raise COFTADInputError(
+            f"{test_root}: {len(loose)} images lie directly in the test folder (e.g. {loose[0].name}); "
+            f"put them in a label folder ({'/'.join(NORMAL_FOLDER_NAMES)} for normal, any other name for anomalies)"
+        )
+    paths: list[Path] = []
+    labels: list[int] = []
+    kinds: list[str] = []
+    subs = sorted(p for p in test_root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not subs:
+        raise COFTADInputError(
+            f"{test_root}: the test folder is empty; put normal test images in {test_root}/good/ and "
+            f"anomalies in {test_root}/<defect type>/ (or pass labels_csv=)"
+        )
+    for sub in subs:
+        files = find_user_images(sub)
+        if not files:
+            raise COFTADInputError(f"{sub}: test label folder has no images; {_EXPECTED_FILES}")
+        is_normal = sub.name.lower() in NORMAL_FOLDER_NAMES
+        paths += files
+        labels += [0 if is_normal else 1] * len(files)
+        kinds += [sub.name] * len(files)
+    return paths, labels, kinds
+
+
+def _train_images(
+    train_root: Path, shots: int | None, seed: int, name: str
+) -> tuple[list[Path], list[Path]]:
+    """(the drawn training shots, all training images); 0 or None ``shots`` uses all of them."""
+    train_all = find_user_images(train_root)
+    if not train_all:
+        raise COFTADInputError(f"{train_root}: no training images; {_EXPECTED_FILES}")
+    if shots is None or shots == 0:
+        return train_all, train_all
+    train, _ = choose(
+        train_all,
+        int(shots),
+        rng_for(seed, "folder", name, "shots"),
+        f"{train_root} (normal training images)",
+    )
+    return train, train_all
+
+
+def _test_images(
+    root: Path, test_dir: str, labels_csv: str | os.PathLike | None
+) -> tuple[list[Path], list[int], list[str], str]:
+    """(paths, labels, kinds, where they were listed) of the test set; both labels must occur."""
+    if labels_csv is not None:
+        csv_path = Path(labels_csv)
+        csv_path = csv_path if csv_path.is_absolute() or csv_path.is_file() else root / csv_path
+        rows = read_labels_csv(csv_path)  # paths relative to the CSV, as every CSV's
+        test, labels, kinds = rows.paths, rows.labels, rows.kinds
+        where = str(csv_path)
+    else:
+        test, labels, kinds = _test_from_folders(root / test_dir)
+        where = str(root / test_dir)
+    if 0 not in labels or 1 not in labels:
+        missing = "normal" if 0 not in labels else "anomalous"
+        raise COFTADInputError(
+            f"{where}: no {missing} test images; AUROC needs both normal and anomalous images"
+        )
+    return test, labels, kinds, where
+
+
+def load_folder(
+    root: str | os.PathLike,
+    shots: int | None = None,
+    seed: int = 0,
+    *,
+    train_dir: str = "train",
+    test_dir: str = "test",
+    labels_csv: str | os.PathLike | None = None,
+) -> FewShotTask:
+    """Build a task from a folder of your own images in the MVTec layout (module docstring).
+
+    Args:
+        shots: number of normal training images to draw; 0 or None uses all of them.
+        labels_csv: CSV with columns path,label[,kind] listing the test images; relative paths
+            in it are relative to the CSV file's folder; a relative ``labels_csv`` is looked up in
+            the working directory, then in ``root``.
+
+    Returns:
+        FewShotTask whose ``train`` / ``test`` are lists of image paths; ``test_kinds`` are the
+        label folder names (or the CSV's kind / "normal" / "anomaly").
+    """
+    root = require_dir(Path(root), "folder", HOW_TO_GET)
+    train_root = require_dir(root / train_dir, "training folder", HOW_TO_GET)
+    name = root.name
+    train, train_all = _train_images(train_root, shots, seed, name)
+    test, labels, kinds, where = _test_images(root, test_dir, labels_csv)
+    _refuse_overlap(train, test, where)
+
+    info = {
+        "protocol": "folder",
+        "shots": len(train),
+        "shots_requested": shots,
+        "seed": seed,
+        "n_train_available": len(train_all),
+        "test_source": "labels_csv" if labels_csv is not None else f"{test_dir}/<label folder>",
+        "normal_folder_names": list(NORMAL_FOLDER_NAMES),
+    }
+    return task_from_files("folder", name, train, test, labels, kinds, root, info)
+
+
+def _refuse_overlap(train: list[Path], test: list[Path], where: str) -> None:
+    """An image both a training shot and a test image would inflate AUROC: refused (folders and CSVs alike)."""
+    overlap = sorted({p.resolve() for p in train} & {p.resolve() for p in test})
+    if overlap:
+        raise COFTADInputError(
+            f"{where}: {len(overlap)} test images are also training shots (e.g. {overlap[0]}); list each "
+            "image once, as a training shot or as a test image")
+
+
 def _task_from_csv(csv_path: Path, shots: int | None, seed: int) -> FewShotTask:
     rows = read_labels_csv(csv_path)
     idx = range(len(rows.paths))
@@ -202,6 +248,7 @@ def _task_from_csv(csv_path: Path, shots: int | None, seed: int) -> FewShotTask:
                               f"{csv_path} (normal rows, label 0)")
         chosen = set(train_idx)
         test_idx = [i for i in idx if i not in chosen]
+    _refuse_overlap([rows.paths[i] for i in train_idx], [rows.paths[i] for i in test_idx], str(csv_path))
     info = {"protocol": "labels CSV", "csv": str(csv_path), "shots": len(train_idx), "shots_requested": shots,
             "seed": seed, "split_column": any(rows.splits)}
     test = [rows.paths[i] for i in test_idx]
@@ -246,11 +293,9 @@ def load_labelled(data: str | os.PathLike, shots: int | None = None, seed: int =
         DatasetNotFoundError: ``data`` does not exist.
         COFTADInputError: a bad layout or CSV row (named), or no normal / no anomalous test image.
     """
-    from . import folder
-
     path = Path(data)
     if path.is_dir():
-        task = folder.load(path, shots=shots, seed=seed)
+        task = load_folder(path, shots=shots, seed=seed)
     elif path.is_file():
         if path.suffix.lower() != ".csv":
             raise COFTADInputError(f"{path}: expected a folder (train/, test/good/, test/<defect>/) or a .csv file")
@@ -306,5 +351,5 @@ def _draw(items: list[Path], n: int | None, rng) -> list[Path]:
     return [items[i] for i in idx]
 
 
-__all__ = ["DEFAULT_CSV_SHOTS", "LabelRows", "UnreadableImagesError", "check_readable", "demo_user_data", "expand_inputs", "find_user_images",
+__all__ = ["DEFAULT_CSV_SHOTS", "HOW_TO_GET", "NORMAL_FOLDER_NAMES", "LabelRows", "load_folder", "UnreadableImagesError", "check_readable", "demo_user_data", "expand_inputs", "find_user_images",
            "load_labelled", "read_labels_csv", "user_images"]

@@ -24,7 +24,7 @@ _PACKAGE = Path(__file__).resolve().parents[1]
 #: module (the method, its training, backbones, images, density, metrics, and any new module) is
 #: taken to decide results, so a new module can only cause a recomputation, never a stale record
 REPORTING_MODULES: frozenset[str] = frozenset({
-    "__init__.py", "__main__.py", "errors.py", "figures.py", "paper_values.py", "plots.py", "report.py",
+    "__init__.py", "__main__.py", "atomic_files.py", "errors.py", "figures.py", "paper_values.py", "plots.py", "report.py",
     "results_tables.py", "study.py", "study_plots.py", "user_figures.py", "user_report.py", "versions.py",
 })
 #: sub-packages whose every ``.py`` decides results: the competitors and scorers, the loaders and protocols
