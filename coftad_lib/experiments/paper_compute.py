@@ -34,6 +34,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from ..atomic_files import write_text_atomic
 from ..coftad import COFTAD
 from ..density import GaussianDensity
 from ..detector import seeded
@@ -229,9 +230,7 @@ def run_unit(unit: Unit, task: Any, test_x: torch.Tensor, compute: Compute) -> d
 
 def write_json(path: Path, record: Mapping[str, Any]) -> None:
     """Write ``record`` to ``path`` atomically (a temporary name in the same folder, then rename)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, indent=1, default=float))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(record, indent=1, default=float))
 
 
 def _claim(out: Path, group: Sequence[Unit]) -> bool:
