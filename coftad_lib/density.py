@@ -17,7 +17,11 @@ class GaussianDensity:
         eps: added to the diagonal of Sigma so it is invertible (Sec. III-D, "small epsilon").
             With k * N_A = 50 vectors in 512-1280 dimensions Sigma has rank <= 49, so eps sets
             the scale of the null space. 1e-3 is about the per-dimension variance of unit vectors
-            in D ~ 1000; 1e-3..1e-1 changed Flowers17 AUROC by < 0.1 point (FINDINGS.md).
+            in D ~ 1000. Measured on the pretrained Lite0 Gaussian at 128 px, 3 seeds
+            (benchmarks/results/eps_check/): 1e-4..1e-1 moved the Flowers17 mean (8 pairs) by
+            < 0.25 point, but single fits by up to 10 points at 1e-1 (up to 0.9 at 1e-4); on MVTec
+            bottle (2/5/10 shots) the mean fell with larger eps (96.8, 96.5, 95.8, 94.6). 1e-3
+            stays: within 0.4 of the best on both, and 10x from the unstable end.
     """
 
     def __init__(self, l2_normalize: bool = True, eps: float = 1e-3) -> None:
