@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from coftad_lib import study
+from coftad_lib.experiments import study
 
 KEYS = ["family", "task", "shots", "seed", "config"]
 
@@ -84,8 +84,8 @@ def best_from_screen(out: Path, fam: str) -> list[str]:
 
 def save_family_figure(out: Path, fam: str) -> None:
     """``<out>/figures/study_<fam>.png`` and ``.pdf`` from the family's CSVs."""
+    from coftad_lib.experiments.study_plots import study_figure
     from coftad_lib.figures import save_figure
-    from coftad_lib.study_plots import study_figure
 
     f = study.load_study(out, fam)
     curves = f["confirm_loss"] if f["confirm_loss"] is not None else f["screen_loss"]

@@ -32,6 +32,7 @@ from .datasets.task import FewShotTask
 from .detector import Detector
 from .errors import COFTADInputError
 from .metrics import auroc
+from .plots import tsne_2d
 from .training import SETTINGS
 
 #: what `evaluate` fits when no --methods are given: the paper's method, its start, and PatchCore
@@ -232,8 +233,6 @@ def heatmap_figure(ev: Evaluation, method: str = "patchcore", n: int = 6) -> Fig
 def feature_map_figure(ev: Evaluation, methods: Sequence[str] = ("pretrained", "coftad"), seed: int = 0) -> Figure:
     """openTSNE map of the features of each method with ``embed`` (test images; shots marked normal),
     normal blue and anomalous red, as in Fig. 6. Needs ``keep_detectors=True``."""
-    from .reproduce.figure_runs import tsne_2d
-
     panels = {}
     for m in methods:
         run = ev.runs.get(m)

@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import COFTADInputError
+from ..engine.cache import atomic_write_text
+from ..errors import COFTADInputError
+from ..versions import VERSION_KEYS
 from .paper_values import TABLE_TITLES, TABLES, display_name, is_quoted, paper_table
-from .reproduce.cache import atomic_write_text
-from .versions import VERSION_KEYS
 
 #: columns a results frame must have (``run_cells`` gives them)
 REQUIRED_COLUMNS: tuple[str, ...] = ("setting", "method", "task", "seed", "auroc", "status")
