@@ -1,12 +1,12 @@
 """When does contrastive fine-tuning help? Issue 11's study as cached units (beyond the paper).
 
-Stages (see coftad_lib/study.py for the grid and the family protocols):
+Stages (see coftad_lib/experiments/study.py for the grid and the family protocols):
 - ``screen``: one seed, the family's screening tasks, every runnable grid row one factor at a time
   from the base configuration, each against the detector with the same starting features.
 - ``confirm``: every task of the family, the given seeds, for pretrained / the best configuration
   without negative pairs / the best with them (picked from a screen CSV, or given with --configs).
 
-Every unit goes through the cell cache (coftad_lib.reproduce.cached): a rerun resumes where the
+Every unit goes through the cell cache (coftad_lib.engine.cache.cached): a rerun resumes where the
 last one stopped. A row records seed, configuration, protocol, timings, versions, device, commit.
 
 Usage:

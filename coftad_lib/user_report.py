@@ -31,6 +31,7 @@ from . import plots, user_figures
 from .datasets.task import FewShotTask
 from .detector import Detector
 from .errors import COFTADInputError
+from .methods.traits import methods_with
 from .metrics import auroc
 from .plots import tsne_2d
 from .training import SETTINGS
@@ -258,7 +259,7 @@ def _markdown_table(df: pd.DataFrame, index: bool = True) -> str:
 
 
 #: methods that train nothing (PatchCore's memory bank, the pretrained features): no steps to report
-NO_TRAINING = {"patchcore", "pretrained", "random"}
+NO_TRAINING = methods_with(trains=False)
 
 
 def _settings_row(run: MethodRun) -> dict[str, Any]:

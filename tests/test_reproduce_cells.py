@@ -128,6 +128,34 @@ def test_run_cell_computes_auroc_and_caches(tmp_path, fakes):
     assert fakes.fits == 2
 
 
+def test_one_cell_under_two_profiles_is_computed_once(tmp_path, fakes):
+    a = cells_mod.run_cell(_cell(), tmp_path / "data", tmp_path / "cache", "smoke")
+    b = cells_mod.run_cell(_cell(), tmp_path / "data", tmp_path / "cache", "smoke+device=cpu")
+    assert fakes.fits == 1 and b["cached"] and b["auroc"] == a["auroc"] and b["profile"] == "smoke+device=cpu"
+
+
+def test_an_older_cache_moves_to_keys_without_the_profile_name(tmp_path, fakes):
+    from coftad_lib.engine.migrate import MARKER, ensure_migrated
+
+    cache = tmp_path / "cache"
+    cell = _cell(kind="embed")
+    rec = cells_mod.run_cell(cell, tmp_path / "data", cache, "paper")
+    new, old = cell.key(), cell.legacy_key("paper")
+    new_path = cells_mod.cell_path(cache, new)
+    new_path.rename(cells_mod.cell_path(cache, old))  # as an older runner left it
+    new_path.with_suffix(".npz").rename(cells_mod.cell_path(cache, old).with_suffix(".npz"))
+    stale = cells_mod.cell_path(cache, _cell(seed=5).legacy_key("paper"))
+    stale.write_text(cells_mod.cell_path(cache, old).read_text())  # content does not match its name: stays
+    (cache / "models" / old).mkdir(parents=True)
+    assert ensure_migrated(cache) == 1 and (cache / "cells" / MARKER).exists()
+    assert ensure_migrated(cache) == 0  # once per cache
+    assert new_path.exists() and not cells_mod.cell_path(cache, old).exists() and stale.exists()
+    assert (cache / "models" / new).is_dir()
+    again = cells_mod.run_cell(cell, tmp_path / "data", cache, "paper")
+    assert again["cached"] and again["auroc"] == rec["auroc"] and fakes.fits == 1
+    assert cells_mod.load_features(again, cache)["test"].shape[0] == rec["n_test"]
+
+
 def test_run_cell_passes_seed_and_task_args(tmp_path, monkeypatch):
     seen = {}
 

@@ -21,9 +21,9 @@ from .cache import atomic_write_json, cache_dir, cached, digest
 from .cells import Cell, cell_path, load_cell_task, load_features, run_cell
 from .data_paths import data_roots, dataset_root
 from .executors import get_executor, run_cells
-from .migrate import migrate_cache
+from .migrate import ensure_migrated, migrate_cache
 from .status import read_status, record_status
 
 __all__ = ["Cell", "atomic_write_json", "cache_dir", "cached", "cell_path", "data_roots", "dataset_root", "digest",
-           "get_executor", "load_cell_task", "load_features", "migrate_cache", "read_status", "record_status",
+           "ensure_migrated", "get_executor", "load_cell_task", "load_features", "migrate_cache", "read_status", "record_status",
            "run_cell", "run_cells"]

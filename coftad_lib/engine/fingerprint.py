@@ -31,13 +31,17 @@ REPORTING_MODULES: frozenset[str] = frozenset({
 })
 #: sub-packages whose every ``.py`` decides results: the competitors and scorers, the loaders and protocols
 RESULT_PACKAGES: tuple[str, ...] = ("methods", "datasets")
+#: files inside those packages that only describe methods (their traits reach a result only through
+#: a cell's kwargs, which its key holds): left out, so describing a method never recomputes it
+DESCRIPTIVE_FILES: frozenset[str] = frozenset({"methods/traits.py"})
 
 
 def result_sources(package: Path = _PACKAGE) -> list[Path]:
     """The source files hashed by :func:`code_fingerprint`, sorted by their path inside ``package``."""
     files = [p for p in package.glob("*.py") if p.name not in REPORTING_MODULES]
     for sub in RESULT_PACKAGES:
-        files += sorted((package / sub).rglob("*.py"))
+        files += [p for p in sorted((package / sub).rglob("*.py"))
+                  if p.relative_to(package).as_posix() not in DESCRIPTIVE_FILES]
     return sorted(files, key=lambda p: p.relative_to(package).as_posix())
 
 

@@ -16,6 +16,20 @@ from .cache import atomic_write_json
 from .cells import Cell, cell_path
 
 
+#: written into ``<cache>/cells`` once its records carry today's keys
+MARKER = ".keys-without-profile"
+
+
+def ensure_migrated(cache_dir: str | os.PathLike) -> int:
+    """:func:`migrate_cache` once per cache folder (a marker file records it); returns how many moved."""
+    cells = Path(cache_dir) / "cells"
+    if not cells.is_dir() or (cells / MARKER).exists():
+        return 0
+    moved = migrate_cache(cache_dir)
+    (cells / MARKER).write_text("cell keys hold no profile name (coftad_lib/engine/migrate.py)\n")
+    return moved
+
+
 def migrate_cache(cache_dir: str | os.PathLike) -> int:
     """Rename the cell records (and their features and fitted models) of an older cache whose keys
     held the profile name (:meth:`Cell.legacy_key`) to today's keys; returns how many moved.

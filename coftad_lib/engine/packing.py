@@ -18,7 +18,7 @@ since they answer the same question.
 Why packing is off by default (``pack=1``): on a CPU a packed step is slower than the same fits one
 after another (``benchmarks/results/packing_cpu.txt``: 0.6-0.8x), because a CPU is already busy
 with one fit. Its point is a GPU that one small fit leaves mostly idle; turn it on there with
-``python -m coftad_lib.reproduce --pack 8`` (or ``COFTAD_PACK=8``) after measuring with
+``python -m coftad_lib.reproduce --pack 8`` (or ``EXECUTOR_OPTIONS = {"pack": 8}`` in a notebook) after measuring with
 ``benchmarks/packing.py`` on that GPU.
 """
 
@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import COFTADInputError, DatasetNotFoundError, WeightsUnavailableError
+from ..methods.traits import methods_with
 from . import cells as cells_mod
 from .cache import canonical_json
 from .cells import (
@@ -44,7 +45,7 @@ from .cells import (
 )
 
 #: registry names whose detector is a fine-tuned :class:`coftad_lib.coftad.COFTAD`
-PACKABLE_METHODS: tuple[str, ...] = ("coftad", "coftad_np")
+PACKABLE_METHODS: frozenset[str] = methods_with(packable=True)
 #: lines of a failed cell's traceback kept in its record
 TRACEBACK_LINES = 12
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from ..engine.cells import Cell, loader_params
 from ..errors import COFTADInputError
+from ..methods.traits import methods_with
 
 _FLOWER_PAIR = ["Daffodil/Tulip", "Tulip/Daffodil"]
 _INDUSTRIAL = ["semicon", "aitex", "magnetic_tile"]
@@ -42,7 +43,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "n_aug": 10,
         "seeds": [0],
         "device": "auto",
-        # Per-method detector kwargs over the ones above, applied by table_runs.table_cells. CSI
+        # Per-method detector kwargs over the ones above, applied by make_cell. CSI
         # feeds 2 views x 4 rotations of every batch image through the backbone, RotNet 4
         # rotations: at batch 16 one CSI fit took 33 s on one CPU core, RotNet 15 s, COFT-AD 14 s.
         # Smaller batches bring both to COFT-AD's cost (~32 backbone passes per step).
@@ -146,7 +147,7 @@ def preset_for(dataset: str) -> str:
 
 #: kwargs every detector accepts (the make_detector contract); n_aug only for Gaussian-scored ones
 COMMON_DETECTOR_KEYS: tuple[str, ...] = ("backbone", "image_size", "steps", "batch_size", "device")
-GAUSSIAN_METHODS: frozenset[str] = frozenset({"coftad", "coftad_np", "pretrained", "random"})
+GAUSSIAN_METHODS: frozenset[str] = methods_with(gaussian=True)  # MethodTraits.gaussian
 
 
 #: profile fields a run may override (``--param backbone=efficientnet_lite0``), with their types

@@ -37,18 +37,15 @@ import numpy as np
 
 from ..engine.cells import Cell
 from ..errors import COFTADInputError
+from ..methods.traits import TRAITS
 from ..paper.context import RunContext
 from ..paper.profiles import get_profile
 from ..paper.specs import spec_for_notebook
 
-#: registry method -> cost family (methods of one family cost about the same per step)
-FAMILIES: dict[str, str] = {
-    "coftad": "coftad", "coftad_np": "coftad", "pretrained": "features", "random": "features",
-    "ae": "ae", "vae": "ae", "deepsvdd": "deepsvdd", "cutpaste": "cutpaste", "rotnet": "rotnet",
-    "csi": "csi", "cflow": "cflow", "patchcore": "patchcore",
-}
+#: registry method -> cost family (methods of one family cost about the same per step; MethodTraits.family)
+FAMILIES: dict[str, str] = {m: t.family for m, t in TRAITS.items()}
 #: families whose fit does not train (a pass over the shots), so steps do not scale it
-UNTRAINED: frozenset[str] = frozenset({"features", "patchcore"})
+UNTRAINED: frozenset[str] = frozenset(t.family for t in TRAITS.values() if not t.trains)
 #: test images per task of each dataset's full protocol (Sec. IV-A); MVTec, AITEX and Magnetic
 #: Tile vary per category, the value is their mean; used when a table does not cap its test set
 TEST_SIZES: dict[str, int] = {"flowers17": 80, "cifar10c": 10_000, "cifar100c": 5_000, "mvtec": 115,

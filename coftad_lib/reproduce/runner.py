@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.cache import atomic_write_json, atomic_write_text
+from ..engine.migrate import ensure_migrated
 from ..engine.status import display_path, read_status, relative_to_roots, status_path, summary_roots
 from ..errors import COFTADInputError
 from ..paper.context import RunContext
@@ -222,6 +223,9 @@ def run_series(profile: str, *, only: Sequence[str] | None = None, seeds: Sequen
     check_kernel(kernel_name)
     out = Path(ctx.out_dir)
     with out_lock(out):
+        moved = ensure_migrated(ctx.cache_dir)
+        if moved:
+            print(f"[reproduce] {moved} cached cells moved to keys without the profile name", flush=True)
         results = []
         for nb in notebooks:
             print(f"[reproduce] {nb.name} ...", flush=True)
