@@ -15,7 +15,6 @@ from ..errors import COFTADInputError
 from .cache import atomic_write_json
 from .cells import Cell, cell_path
 
-
 #: written into ``<cache>/cells`` once its records carry today's keys
 MARKER = ".keys-without-profile"
 

@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..engine.executors import EXECUTORS
+from ..engine.migrate import ensure_migrated
 from ..errors import COFTADInputError
 from ..paper.profiles import PROFILES
-from ..engine.migrate import ensure_migrated
 from .runner import DEFAULT_PREP_DIR, EXIT_USAGE, run_series
 from .series import build_context, out_lock
 
