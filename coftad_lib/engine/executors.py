@@ -1,4 +1,4 @@
-"""Executors: where the cells of a table run, one after another here or as Ray tasks on a cluster.
+"""Executors: where cells run, one after another here, in a process pool, or as Ray tasks on a cluster.
 
 Every executor has one job, ``run(cells, data_root, cache_dir, profile) -> records`` (in the
 cells' order), and the same rules:
@@ -20,7 +20,9 @@ in N spawned processes of this machine, sharing its GPU (no Ray needed). ``"ray"
 (``pip install -e ".[cluster]"``): ``address=None`` starts a local Ray, ``"auto"`` joins a running
 cluster; ``gpus_per_cell`` may be a fraction (0.25: four cells share a GPU). A worker that dies
 mid-cell (out of memory, a segfault, a lost node) is retried once by Ray, then reported as failed.
-Seeds travel with the cells, so both executors give the same records (timings aside).
+Seeds travel with the cells, so all executors give the same records (timings aside). The driver-side
+bookkeeping they share (cache reads, de-duplication, packing, cache writes) is
+:class:`~coftad_lib.engine.driver.Driver`; :func:`run_cells` runs a list of cells into a table frame.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Reads what the notebooks and the runner wrote: ``tables/table_*.csv`` and ``*_summary.csv``
 (:mod:`coftad_lib.paper.results_tables`), ``figures/*.json`` (:func:`coftad_lib.figures.save_figure`),
-``status/*.json`` (:func:`coftad_lib.reproduce.record_status`) and ``runs/summary.json`` (runner).
+``status/*.json`` (:func:`coftad_lib.engine.status.record_status`) and ``runs/summary.json`` (runner).
 Differences are listed by the rule of :func:`coftad_lib.paper.results_tables.differs`:
 ``|ours - paper| > max(2 * std over seeds, 1 point)``.
 """

@@ -268,7 +268,7 @@ def write_table(df: pd.DataFrame, table: str = "II", out_dir: str | os.PathLike 
     """Write ``table_<T>.csv``, ``table_<T>_summary.csv`` and ``table_<T>.md`` for a results frame.
 
     Args:
-        df: :func:`coftad_lib.reproduce.run_cells` output (several concatenated is fine); needs
+        df: :func:`coftad_lib.engine.executors.run_cells` output (several concatenated is fine); needs
             :data:`REQUIRED_COLUMNS`, ``auroc`` in [0, 1].
         table: roman numeral of the paper's table (or another name, then without paper values).
         out_dir: output folder.

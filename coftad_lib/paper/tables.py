@@ -1,15 +1,13 @@
-"""What each table notebook (Tables I-X, Sec. IV-V) runs, and how its results become the paper's layout.
+"""The cells of a "method x task x shots x seed" table (Tables I-VII) and how they become its layout.
 
-A table notebook makes a few calls::
+A table's spec (:mod:`coftad_lib.paper.specs`) calls these; in code::
 
-    cells = table_cells("II", "cifar10c", METHODS, PROFILE, SEEDS)        # which work
-    df = run_cells(cells, [DATA_ROOT, PREP_DIR], cache_dir(OUT_DIR), PROFILE)
-    md = write_results(df, "II", OUT_DIR)                                # CSVs + Markdown
-    show(md)
-    record_status(OUT_DIR, df, tables=["II"])
+    cells = table_cells("II", "cifar10c", ["ae", "coftad"], profile, seeds)   # which work
+    df = run_cells(cells, data_roots, cache_dir, profile["name"])              # coftad_lib.engine
+    md = write_results(df, "II", out_dir)                                     # CSVs + Markdown
 
-or ``df, md = run_table(...)`` for the three steps in one. Table VI's rows come from
-:func:`ablation_cells`; Tables VIII, IX and X fit each detector once and score it in several
+or ``df, md = run_table(...)`` for the three steps in one. Table VI's rows are :data:`ABLATION`
+(:func:`ablation_cells`); Tables VIII, IX and X fit each detector once and score it in several
 ways, in :mod:`coftad_lib.paper.rescored_runs`.
 
 Which rows run: a table's methods are registry names (or :class:`Row` for relabelled variants).
