@@ -94,10 +94,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         params = dict(parse_param(t) for t in args.param)
         if args.plan or args.cells_only:
-            # the same run context as a run: only the profile overrides of --param count
+            # the same run context as a run: only the profile overrides of --param count; a plan
+            # computes nothing, so it needs no executor (nor Ray installed)
+            where = {} if args.plan else {"executor": args.executor, "address": args.address, "pack": args.pack,
+                                          "gpus_per_cell": args.gpus_per_cell, "workers": args.workers}
             ctx, _ = build_context(args.profile, seeds=args.seeds, data_root=args.data_root, prep_dir=args.prep_dir,
-                                   out_dir=args.out, params=params, executor=args.executor, address=args.address,
-                                   gpus_per_cell=args.gpus_per_cell, pack=args.pack, workers=args.workers)
+                                   out_dir=args.out, params=params, **where)
         if args.plan:
             from .plan import print_plan
 
