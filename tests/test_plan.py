@@ -166,3 +166,29 @@ def test_one_spec_drives_the_notebook_the_plan_and_the_prefill(monkeypatch):
     assert ctx.cells("VII") == planned  # what the notebook's run.table("VII") computes
     source = "".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"])
     assert 'run.table("VII")' in source and "coftad_np" not in source  # the rows live only in the spec
+
+
+def test_fitted_models_and_rescorings_move_to_the_new_keys(tmp_path):
+    """Table VIII's fitted detectors and scorings were keyed with the profile name; a run renames them."""
+    import numpy as np
+
+    from coftad_lib.engine.cache import digest
+    from coftad_lib.paper import rescored_runs as rr
+    from coftad_lib.paper import run_context, specs
+    from coftad_lib.paper.migration import migrate_run
+
+    ctx = run_context("smoke", [0], tmp_path, tmp_path, tmp_path / "out", "11_table_VIII_scorers", {"steps": 2})
+    spec = specs.SPECS["VIII"]
+    cell = spec.cells(ctx.settings, ctx.seeds)[0]
+    old = cell.legacy_key("smoke+steps=2")
+    (ctx.cache_dir / "models" / old).mkdir(parents=True)
+    variants, extra = spec.variants(ctx.settings)
+    old_parts = {"cell": old, "variants": variants, "extra": extra}
+    misc = ctx.cache_dir / "misc"
+    misc.mkdir()
+    np.savez(misc / f"scorers-{digest({'name': 'scorers', 'parts': old_parts})}.npz", gaussian=np.zeros(3))
+    assert not spec.is_cached(cell, ctx.cache_dir, ctx.settings)
+    assert migrate_run(ctx) == 2 and migrate_run(ctx) == 0
+    assert (ctx.cache_dir / "models" / cell.key()).is_dir()
+    assert spec.is_cached(cell, ctx.cache_dir, ctx.settings)
+    assert rr.rescored_parts(cell, variants, extra)["cell"] == cell.key()

@@ -10,6 +10,7 @@
   :mod:`~coftad_lib.paper.report`: tables beside the paper's values, the report.
 - :mod:`~coftad_lib.paper.paper_values`: the paper's printed numbers.
 - :mod:`~coftad_lib.paper.prep_runs`, :mod:`~coftad_lib.paper.method_tour`: notebooks 00-03.
+- :mod:`~coftad_lib.paper.migration`: fitted models and rescorings of an older cache moved to today's keys.
 
 It builds on :mod:`coftad_lib.engine` (cells, cache, executors) and is driven by
 :mod:`coftad_lib.reproduce` (the runner); it imports neither the runner nor the study.

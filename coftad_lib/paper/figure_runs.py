@@ -242,6 +242,11 @@ def tsne_points(labels: Any, n_points: int | None, seed: int) -> np.ndarray:
     return np.sort(rng.choice(y.size, size=n_points, replace=False))
 
 
+def tsne_parts(cell_key: str, n_points: int | None, seed: int, perplexity: float = 30.0) -> dict[str, Any]:
+    """What keys a cached Fig. 6 map (:func:`tsne_panels`): the cell, the subset, the t-SNE settings."""
+    return {"cell": cell_key, "n_points": n_points, "seed": seed, "perplexity": perplexity, "normalize": True}
+
+
 def tsne_panels(records: Mapping[str, Mapping[str, Any]], cache_dir: str | os.PathLike, n_points: int | None,
                 seed: int, *, perplexity: float = 30.0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Fig. 6 panels: title (with AUROC) -> (coords (n, 2), labels (n,)), t-SNE cached per model.
@@ -254,8 +259,7 @@ def tsne_panels(records: Mapping[str, Mapping[str, Any]], cache_dir: str | os.Pa
     for pid, rec in records.items():
         feats = load_features(rec, cache_dir)
         idx = tsne_points(feats["labels"], n_points, seed)
-        coords = cached("tsne", {"cell": rec["key"], "n_points": n_points, "seed": seed, "perplexity": perplexity,
-                                 "normalize": True},
+        coords = cached("tsne", tsne_parts(rec["key"], n_points, seed, perplexity),
                         lambda f=feats, i=idx: {"coords": tsne_2d(f["test"][i], seed, perplexity=perplexity)},
                         cache_dir)["coords"]
         out[panel_title(pid, rec)] = (coords, feats["labels"][idx])

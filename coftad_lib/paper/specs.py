@@ -90,10 +90,14 @@ class Spec:
         """Whether the work of ``cell`` in this table is cached (rescored tables cache their scorings)."""
         if self.kind in ("scorers", "n_aug"):
             variants, extra = self.variants(profile)
-            name = "scorers" if self.kind == "scorers" else "n_aug_sweep"
-            return cached(name, rr.rescored_parts(cell, variants, extra), lambda: None, cache_dir,
+            return cached(self.cache_name, rr.rescored_parts(cell, variants, extra), lambda: None, cache_dir,
                           compute=False) is not None
         return cell_path(cache_dir, cell.key()).exists()
+
+    @property
+    def cache_name(self) -> str:
+        """Name of a rescored table's cached scorings (:func:`~coftad_lib.paper.rescored_runs.run_rescored`)."""
+        return {"scorers": "scorers", "n_aug": "n_aug_sweep"}.get(self.kind, "")
 
     @property
     def shares_cells(self) -> bool:

@@ -22,6 +22,7 @@ from typing import Any
 from ..engine.executors import EXECUTORS
 from ..engine.migrate import ensure_migrated
 from ..errors import COFTADInputError
+from ..paper.migration import migrate_run
 from ..paper.profiles import PROFILES
 from .runner import DEFAULT_PREP_DIR, EXIT_USAGE, run_series
 from .series import build_context, out_lock
@@ -109,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             with out_lock(ctx.out_dir):
                 ensure_migrated(ctx.cache_dir)
+                migrate_run(ctx)
                 return prefill(ctx, only=args.only, strict=args.strict, notebooks_dir=args.notebooks)
         code, _ = run_series(args.profile, only=args.only, seeds=args.seeds, strict=args.strict,
                              data_root=args.data_root, prep_dir=args.prep_dir, out_dir=args.out, params=params,

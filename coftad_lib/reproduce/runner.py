@@ -31,6 +31,7 @@ from ..engine.migrate import ensure_migrated
 from ..engine.status import display_path, read_status, relative_to_roots, status_path, summary_roots
 from ..errors import COFTADInputError
 from ..paper.context import RunContext
+from ..paper.migration import migrate_run
 from .notebook_params import check_parameters, parameter_names
 from .series import build_context, default_data_root, discover, out_lock, select  # noqa: F401  (re-exported)
 
@@ -223,7 +224,7 @@ def run_series(profile: str, *, only: Sequence[str] | None = None, seeds: Sequen
     check_kernel(kernel_name)
     out = Path(ctx.out_dir)
     with out_lock(out):
-        moved = ensure_migrated(ctx.cache_dir)
+        moved = ensure_migrated(ctx.cache_dir) + migrate_run(ctx)
         if moved:
             print(f"[reproduce] {moved} cached cells moved to keys without the profile name", flush=True)
         results = []
