@@ -3,7 +3,7 @@
 Outside a Jupyter kernel the Agg backend is selected (no display needed). Saved files carry no
 creation date, so rerunning a notebook changes a figure's bytes only when the figure changed.
 Each save also writes ``<name>.json`` beside the images with the profile and notebook that
-produced them, which :func:`coftad_lib.report.write_report` reads.
+produced them, which :func:`coftad_lib.paper.report.write_report` reads.
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ if "matplotlib.pyplot" not in sys.modules and "ipykernel" not in sys.modules:
 
 from matplotlib.figure import Figure  # noqa: E402
 
+from .engine.cache import atomic_write, atomic_write_json  # noqa: E402
 from .errors import COFTADInputError  # noqa: E402
-from .reproduce.cache import atomic_write, atomic_write_json  # noqa: E402
-from .reproduce.status import ENV_NOTEBOOK, ENV_PROFILE  # noqa: E402
 
 DPI = 150
 #: metadata entries that would otherwise embed the date or vary between runs
@@ -39,14 +38,15 @@ def _bytes(fig: Figure, fmt: str) -> bytes:
 
 
 def save_figure(fig: Figure, name: str, out_dir: str | os.PathLike = "results/figures", *,
-                profile: str | None = None) -> list[Path]:
+                profile: str = "", notebook: str = "") -> list[Path]:
     """Write ``<out_dir>/<name>.png`` (150 dpi) and ``<name>.pdf`` atomically; return both paths.
 
     Args:
         fig: a matplotlib Figure (``plt.figure()`` or ``matplotlib.figure.Figure()``).
         name: file stem, e.g. ``"fig7_score_distributions"`` (letters, digits, ``_``, ``-``).
         out_dir: output folder.
-        profile: profile that produced the figure; default ``$COFTAD_PROFILE`` (set by the runner).
+        profile, notebook: the run's profile and the notebook that produced the figure, recorded
+            in ``<name>.json`` (:meth:`coftad_lib.paper.context.RunContext.save_figure` fills both).
 
     The PDF has no creation/modification date and no producer string, the PNG no software tag.
     """
@@ -70,6 +70,6 @@ def save_figure(fig: Figure, name: str, out_dir: str | os.PathLike = "results/fi
             os.environ["SOURCE_DATE_EPOCH"] = old_epoch
     atomic_write_json(out / f"{name}.json", {
         "figure": name, "files": [p.name for p in paths],
-        "profile": profile or os.environ.get(ENV_PROFILE, ""), "notebook": os.environ.get(ENV_NOTEBOOK, ""),
+        "profile": profile, "notebook": notebook,
     })
     return paths

@@ -124,3 +124,8 @@ def cached(name: str, key_parts: Any, fn: Callable[[], Any], cache_dir: str | os
     atomic_write_json(js, {"name": name, "key_parts": key_parts, "value": value})
     return json.loads(js.read_text())["value"]
 
+
+
+def cache_dir(out_dir: str | os.PathLike) -> Path:
+    """The cell cache inside a run's output folder: ``<out_dir>/cache``."""
+    return Path(out_dir) / "cache"
