@@ -173,7 +173,7 @@ def test_manual_datasets_say_where_to_get_them(name, where, tmp_path: Path, caps
 
 
 def test_mvtec_hint_names_the_folder_the_loader_reads(tmp_path: Path):
-    from coftad_lib.reproduce.data_paths import dataset_root
+    from coftad_lib.engine.data_paths import dataset_root
 
     report = dl.plan_datasets(["mvtec"], tmp_path)
     (state,) = report.unavailable
