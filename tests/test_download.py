@@ -17,6 +17,12 @@ from coftad_lib.datasets.download import ChecksumMismatchError, Source, download
 from coftad_lib.errors import COFTADInputError, DatasetNotFoundError
 
 
+@pytest.fixture(autouse=True)
+def _downloads_allowed(monkeypatch):
+    """These tests fetch from a local server: undo conftest's COFTAD_NO_DOWNLOAD for them."""
+    monkeypatch.delenv("COFTAD_NO_DOWNLOAD", raising=False)
+
+
 @pytest.fixture
 def server(monkeypatch):
     yield from serve(monkeypatch)

@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cells-only", action="store_true",
                    help="run no notebook: prepare data and compute the cells --plan lists into <out>/cache "
                         "(no Jupyter needed; notebooks run later with that cache only render)")
+    p.add_argument("--no-download", action="store_true",
+                   help="fetch no dataset before the run (default: fetch the public ones the notebooks need "
+                        "and lack into --data-root; also $COFTAD_NO_DOWNLOAD=1)")
+    p.add_argument("--data-mirror", default=None, metavar="URL|DIR",
+                   help="take dataset archives from this mirror (same file names; also $COFTAD_DATA_MIRROR)")
     p.add_argument("--plan-timings", default=None, metavar="FILE",
                    help="benchmark file (JSON or CSV, see coftad_lib/reproduce/plan.py) for --plan; "
                         "default: a short calibration on this machine")
@@ -116,7 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              data_root=args.data_root, prep_dir=args.prep_dir, out_dir=args.out, params=params,
                              notebooks_dir=args.notebooks, kernel_name=args.kernel, log_output=args.log_output,
                              executor=args.executor, address=args.address, gpus_per_cell=args.gpus_per_cell,
-                             pack=args.pack, workers=args.workers)
+                             pack=args.pack, workers=args.workers,
+                             download=False if args.no_download else None, data_mirror=args.data_mirror)
     except COFTADInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

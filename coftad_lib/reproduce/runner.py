@@ -30,8 +30,10 @@ from ..engine.cache import atomic_write_json, atomic_write_text
 from ..engine.migrate import ensure_migrated
 from ..engine.status import display_path, read_status, relative_to_roots, status_path, summary_roots
 from ..errors import COFTADInputError
+from ..kernel_quiet import quiet_kernel_kwargs
 from ..paper.context import RunContext
 from ..paper.migration import migrate_run
+from .data_fetch import fetch_data
 from .notebook_params import check_parameters, parameter_names
 from .series import build_context, default_data_root, discover, out_lock, select  # noqa: F401  (re-exported)
 
@@ -106,7 +108,8 @@ def execute(nb_path: Path, out_dir: Path, params: Mapping[str, Any], kernel_name
     error = ""
     try:
         pm.execute_notebook(str(nb_path), str(tmp), parameters=dict(params), kernel_name=kernel_name,
-                            cwd=str(nb_path.parent), progress_bar=False, log_output=log_output)
+                            cwd=str(nb_path.parent), progress_bar=False, log_output=log_output,
+                            **quiet_kernel_kwargs())
     except pm.PapermillExecutionError as exc:
         error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
     except Exception as exc:  # kernel death, timeouts: report and go on with the next notebook
@@ -197,7 +200,8 @@ def run_series(profile: str, *, only: Sequence[str] | None = None, seeds: Sequen
                params: Mapping[str, Any] | None = None, notebooks_dir: str | os.PathLike = "notebooks",
                kernel_name: str = "python3", log_output: bool = False, report: bool = True,
                executor: str = "local", address: str | None = None, gpus_per_cell: float | None = None,
-               pack: int | None = None, workers: int | None = None) -> tuple[int, list[NotebookResult]]:
+               pack: int | None = None, workers: int | None = None, download: bool | None = None,
+               data_mirror: str | None = None) -> tuple[int, list[NotebookResult]]:
     """Run the selected notebooks in order; write the summary and the report; return (exit code, results).
 
     One :class:`~coftad_lib.paper.context.RunContext` (:func:`~coftad_lib.reproduce.series.build_context`)
@@ -207,7 +211,9 @@ def run_series(profile: str, *, only: Sequence[str] | None = None, seeds: Sequen
     ``address``, ``gpus_per_cell``) to the notebooks that run cells; other ``params`` go as they
     are. All selected notebooks are checked for unknown parameters, and Ray for being installed,
     before the first one runs. A second runner on the same ``out_dir`` fails at once
-    (:func:`~coftad_lib.reproduce.series.out_lock`).
+    (:func:`~coftad_lib.reproduce.series.out_lock`). Then the public datasets the notebooks need and
+    lack are fetched into the data root (:func:`~coftad_lib.reproduce.data_fetch.fetch_data`;
+    ``download=False`` fetches nothing, ``data_mirror`` names a mirror).
     """
     ctx, params = build_context(profile, seeds=seeds, data_root=data_root, prep_dir=prep_dir, out_dir=out_dir,
                                 params=params, executor=executor, address=address, gpus_per_cell=gpus_per_cell,
@@ -227,6 +233,7 @@ def run_series(profile: str, *, only: Sequence[str] | None = None, seeds: Sequen
         moved = ensure_migrated(ctx.cache_dir) + migrate_run(ctx)
         if moved:
             print(f"[reproduce] {moved} cached cells moved to keys without the profile name", flush=True)
+        fetch_data(ctx, notebooks, download=download, mirror=data_mirror)
         results = []
         for nb in notebooks:
             print(f"[reproduce] {nb.name} ...", flush=True)
