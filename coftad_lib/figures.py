@@ -9,6 +9,7 @@ produced them, which :func:`coftad_lib.paper.report.write_report` reads.
 from __future__ import annotations
 
 import io
+import json
 import os
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ if "matplotlib.pyplot" not in sys.modules and "ipykernel" not in sys.modules:
 
 from matplotlib.figure import Figure  # noqa: E402
 
-from .engine.cache import atomic_write, atomic_write_json  # noqa: E402
+from .atomic_files import write_bytes_atomic, write_text_atomic  # noqa: E402
 from .errors import COFTADInputError  # noqa: E402
 
 DPI = 150
@@ -55,6 +56,7 @@ def save_figure(fig: Figure, name: str, out_dir: str | os.PathLike = "results/fi
     if not name or not name.replace("_", "").replace("-", "").isalnum():
         raise COFTADInputError(f"save_figure: name={name!r} must be letters, digits, '_' or '-'")
     out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     old_epoch = os.environ.get("SOURCE_DATE_EPOCH")
     # matplotlib's PDF backend reads SOURCE_DATE_EPOCH for dates it writes itself; pin it.
     os.environ["SOURCE_DATE_EPOCH"] = "0"
@@ -62,14 +64,12 @@ def save_figure(fig: Figure, name: str, out_dir: str | os.PathLike = "results/fi
         paths = []
         for fmt in ("png", "pdf"):
             data = _bytes(fig, fmt)
-            paths.append(atomic_write(out / f"{name}.{fmt}", lambda fh, d=data: fh.write(d)))
+            paths.append(write_bytes_atomic(out / f"{name}.{fmt}", data))
     finally:
         if old_epoch is None:
             os.environ.pop("SOURCE_DATE_EPOCH", None)
         else:
             os.environ["SOURCE_DATE_EPOCH"] = old_epoch
-    atomic_write_json(out / f"{name}.json", {
-        "figure": name, "files": [p.name for p in paths],
-        "profile": profile, "notebook": notebook,
-    })
+    meta = {"figure": name, "files": [p.name for p in paths], "profile": profile, "notebook": notebook}
+    write_text_atomic(out / f"{name}.json", json.dumps(meta, indent=1, sort_keys=True) + "\n")
     return paths
