@@ -171,7 +171,7 @@ def _study_section(root: Path) -> list[str]:
     if not paras:
         return []
     return ["## Beyond the paper: when does fine-tuning help?", "",
-            f"From `{STUDY_VERDICT.as_posix()}` (EfficientNet-Lite0, CPU protocols; notebook 18):", "",
+            f"From `{STUDY_VERDICT.as_posix()}` (EfficientNet-Lite0; notebook 18):", "",
             " ".join(paras[0].split()), ""]
 
 
