@@ -1,12 +1,12 @@
 """When does contrastive fine-tuning help? Issue 11's study as cached units (beyond the paper).
 
-Stages (see coftad_lib/study.py for the grid and the family protocols):
+Stages (see coftad_lib/experiments/study.py for the grid and the family protocols):
 - ``screen``: one seed, the family's screening tasks, every runnable grid row one factor at a time
   from the base configuration, each against the detector with the same starting features.
 - ``confirm``: every task of the family, the given seeds, for pretrained / the best configuration
   without negative pairs / the best with them (picked from a screen CSV, or given with --configs).
 
-Every unit goes through the cell cache (coftad_lib.reproduce.cached): a rerun resumes where the
+Every unit goes through the cell cache (coftad_lib.engine.cache.cached): a rerun resumes where the
 last one stopped. A row records seed, configuration, protocol, timings, versions, device, commit.
 
 Usage:
@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from coftad_lib import study
+from coftad_lib.experiments import study
 
 KEYS = ["family", "task", "shots", "seed", "config"]
 
@@ -84,8 +84,8 @@ def best_from_screen(out: Path, fam: str) -> list[str]:
 
 def save_family_figure(out: Path, fam: str) -> None:
     """``<out>/figures/study_<fam>.png`` and ``.pdf`` from the family's CSVs."""
+    from coftad_lib.experiments.study_plots import study_figure
     from coftad_lib.figures import save_figure
-    from coftad_lib.study_plots import study_figure
 
     f = study.load_study(out, fam)
     curves = f["confirm_loss"] if f["confirm_loss"] is not None else f["screen_loss"]

@@ -324,3 +324,26 @@ def metric_bars(values: Mapping[str, float], *, ylabel: str = "AUROC (%)", title
     if title:
         ax.set_title(title, fontsize=9)
     return fig
+
+
+def tsne_2d(features: Any, seed: int = 0, *, perplexity: float = 30.0, normalize: bool = True,
+            n_jobs: int = 1) -> np.ndarray:
+    """(N, D) features -> (N, 2) openTSNE embedding (Fig. 6).
+
+    ``normalize`` L2-normalises the features first: the Gaussian of Eqs. 7-8 sees them that way
+    and the training losses are cosine similarities, so the t-SNE shows the geometry that is
+    scored. The paper does not say; set False for raw features. Perplexity is lowered to
+    (N - 1) / 3 for small N, openTSNE's requirement.
+    """
+    from openTSNE import TSNE
+
+    x = np.asarray(features, dtype=np.float64)
+    if x.ndim != 2 or len(x) < 4:
+        raise COFTADInputError(f"tsne_2d: features of shape {x.shape}; expected (N, D) with N >= 4")
+    if not np.isfinite(x).all():
+        raise COFTADInputError("tsne_2d: features contain NaN or infinity")
+    if normalize:
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    perp = float(min(perplexity, (len(x) - 1) / 3))
+    emb = TSNE(n_components=2, perplexity=perp, random_state=seed, n_jobs=n_jobs, verbose=False).fit(x)
+    return np.asarray(emb, dtype=np.float64)

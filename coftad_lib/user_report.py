@@ -32,7 +32,9 @@ from .atomic_files import save_figure_atomic, write_text_atomic
 from .datasets.task import FewShotTask
 from .detector import Detector
 from .errors import COFTADInputError
+from .methods.traits import methods_with
 from .metrics import auroc
+from .plots import tsne_2d
 from .training import SETTINGS
 
 #: what `evaluate` fits when no --methods are given: the paper's method, its start, and PatchCore
@@ -233,8 +235,6 @@ def heatmap_figure(ev: Evaluation, method: str = "patchcore", n: int = 6) -> Fig
 def feature_map_figure(ev: Evaluation, methods: Sequence[str] = ("pretrained", "coftad"), seed: int = 0) -> Figure:
     """openTSNE map of the features of each method with ``embed`` (test images; shots marked normal),
     normal blue and anomalous red, as in Fig. 6. Needs ``keep_detectors=True``."""
-    from .reproduce.figure_runs import tsne_2d
-
     panels = {}
     for m in methods:
         run = ev.runs.get(m)
@@ -260,7 +260,7 @@ def _markdown_table(df: pd.DataFrame, index: bool = True) -> str:
 
 
 #: methods that train nothing (PatchCore's memory bank, the pretrained features): no steps to report
-NO_TRAINING = {"patchcore", "pretrained", "random"}
+NO_TRAINING = methods_with(trains=False)
 
 
 def _settings_row(run: MethodRun) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,10 @@ from torch import nn
 
 import coftad_lib.training as training
 from coftad_lib.datasets.synthetic import make_texture_arrays
+
+# Tests never download datasets (CI has no internet): runs of the series fetch nothing unless a test
+# says otherwise (the fetch itself is tested against a local server in test_ensure_datasets.py).
+os.environ.setdefault("COFTAD_NO_DOWNLOAD", "1")
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

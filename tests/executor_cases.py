@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from coftad_lib.reproduce import cells as cells_mod
-from coftad_lib.reproduce import get_profile, make_cell
+from coftad_lib.engine import cells as cells_mod
+from coftad_lib.paper import get_profile, make_cell
 
 #: volatile record fields: wall-clock timings, how many ran at once, whether the cache answered
 VOLATILE = ("fit_seconds", "score_seconds", "cached", "concurrency")
@@ -31,12 +31,12 @@ class DyingDetector:
 
 def install_dying_detector() -> None:
     """Worker setup hook: method ``"die"`` builds a :class:`DyingDetector`, the rest the registry's."""
-    real = cells_mod._make_detector
+    real = cells_mod.make_detector
 
     def make(method, **kwargs):
         return DyingDetector(**kwargs) if method == "die" else real(method, **kwargs)
 
-    cells_mod._make_detector = make
+    cells_mod.make_detector = make
 
 
 def tiny_profile(name: str) -> dict:
@@ -56,7 +56,7 @@ def local_reference(cells, data_root, cache, prof) -> list[dict]:
     (pool ``threads=1``, Ray ``num_cpus=1``), so the float summation order is the same."""
     import torch
 
-    from coftad_lib.reproduce.executors import LocalExecutor
+    from coftad_lib.engine.executors import LocalExecutor
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

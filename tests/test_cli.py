@@ -183,7 +183,7 @@ def test_make_lab_installs_the_extra_and_opens_notebooks():
     proc = subprocess.run(["make", "-n", "lab"], cwd=repo, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert 'pip install -e ".[test,lab]"' in proc.stdout
-    assert ".venv/bin/python -m jupyterlab --ServerApp.root_dir=notebooks" in proc.stdout
+    assert ".venv/bin/python -m jupyterlab" in proc.stdout and "default_url=/lab/tree/notebooks" in proc.stdout
 
 
 def test_fit_on_a_folder_with_one_image(data, tmp_path, capsys):

@@ -17,6 +17,12 @@ from coftad_lib.datasets.download import ChecksumMismatchError, Source, download
 from coftad_lib.errors import COFTADInputError, DatasetNotFoundError
 
 
+@pytest.fixture(autouse=True)
+def _downloads_allowed(monkeypatch):
+    """These tests fetch from a local server: undo conftest's COFTAD_NO_DOWNLOAD for them."""
+    monkeypatch.delenv("COFTAD_NO_DOWNLOAD", raising=False)
+
+
 @pytest.fixture
 def server(monkeypatch):
     yield from serve(monkeypatch)
@@ -173,7 +179,7 @@ def test_manual_datasets_say_where_to_get_them(name, where, tmp_path: Path, caps
 
 
 def test_mvtec_hint_names_the_folder_the_loader_reads(tmp_path: Path):
-    from coftad_lib.reproduce.data_paths import dataset_root
+    from coftad_lib.engine.data_paths import dataset_root
 
     report = dl.plan_datasets(["mvtec"], tmp_path)
     (state,) = report.unavailable

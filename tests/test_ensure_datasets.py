@@ -19,6 +19,12 @@ from coftad_lib.datasets.ensure import ENV_MIRROR, ensure_datasets, plan_dataset
 from coftad_lib.datasets.sources import MARKER, Source
 
 
+@pytest.fixture(autouse=True)
+def _downloads_allowed(monkeypatch):
+    """These tests fetch from a local server: undo conftest's COFTAD_NO_DOWNLOAD for them."""
+    monkeypatch.delenv("COFTAD_NO_DOWNLOAD", raising=False)
+
+
 @pytest.fixture
 def server(monkeypatch):
     yield from serve(monkeypatch)
@@ -162,6 +168,7 @@ def test_full_disk_while_downloading_and_unpacking(toy, server, tmp_path: Path, 
     msg = _one_line_failure(ensure_datasets(["toy"], tmp_path, sources=sources, progress=False), "toy")
     assert "toy.tar.gz.part" in msg and "no space left" in msg and "free some space" in msg
     monkeypatch.undo()
+    monkeypatch.delenv("COFTAD_NO_DOWNLOAD", raising=False)  # undo() brought back conftest's setting
 
     def no_room(archive_path, into):
         (into / "toy").mkdir()

@@ -19,9 +19,10 @@ from executor_cases import (
     tiny_profile,
 )
 
+from coftad_lib.engine import driver, executors, run_cells
+from coftad_lib.engine.executors import LocalExecutor, RayExecutor, get_executor
 from coftad_lib.errors import COFTADInputError
-from coftad_lib.reproduce import executors, make_cell, run_cells
-from coftad_lib.reproduce.executors import LocalExecutor, RayExecutor, get_executor
+from coftad_lib.paper import make_cell
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.timeout(600)
@@ -111,8 +112,8 @@ def test_same_key_in_two_tables_runs_once(folder_data, tmp_path, monkeypatch):
     a = make_cell("I", "folder", "textures", 4, "pretrained", 0, prof)
     b = make_cell("fig5", "folder", "textures", 4, "pretrained", 0, prof, label="fig5-row")
     calls = []
-    real = executors.compute_pack
-    monkeypatch.setattr(executors, "compute_pack", lambda *a: calls.append(a) or real(*a))
+    real = driver.compute_pack
+    monkeypatch.setattr(driver, "compute_pack", lambda *a: calls.append(a) or real(*a))
     ra, rb = LocalExecutor().run([a, b], folder_data, tmp_path, prof, progress=False)
     assert len(calls) == 1 and ra["auroc"] == rb["auroc"] and (ra["table"], rb["table"]) == ("I", "fig5")
     assert rb["label"] == "fig5-row" and np.isfinite(ra["auroc"])

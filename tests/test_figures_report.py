@@ -12,9 +12,9 @@ from PIL import Image
 
 from coftad_lib.errors import COFTADInputError
 from coftad_lib.figures import save_figure
-from coftad_lib.report import write_report
-from coftad_lib.reproduce import record_status
-from coftad_lib.results_tables import write_table
+from coftad_lib.paper import record_status
+from coftad_lib.paper.report import write_report
+from coftad_lib.paper.results_tables import write_table
 from coftad_lib.versions import VERSION_KEYS, versions
 
 
@@ -29,9 +29,9 @@ def _figure(title: str = "scores") -> Figure:
 
 
 def test_save_figure_png_pdf_reproducible(tmp_path, monkeypatch):
-    monkeypatch.setenv("COFTAD_PROFILE", "smoke")
+    monkeypatch.setenv("COFTAD_PROFILE", "paper")  # not read: the run context passes profile and notebook
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
-    paths = save_figure(_figure(), "fig7_scores", tmp_path / "a")
+    paths = save_figure(_figure(), "fig7_scores", tmp_path / "a", profile="smoke", notebook="16_fig7")
     assert [p.name for p in paths] == ["fig7_scores.png", "fig7_scores.pdf"]
     with Image.open(paths[0]) as im:
         assert im.size == (450, 300)  # 3 x 2 inches at 150 dpi
@@ -42,7 +42,7 @@ def test_save_figure_png_pdf_reproducible(tmp_path, monkeypatch):
     assert [p.read_bytes() for p in paths] == [p.read_bytes() for p in again]
     assert "SOURCE_DATE_EPOCH" not in __import__("os").environ
     meta = json.loads((tmp_path / "a" / "fig7_scores.json").read_text())
-    assert meta["profile"] == "smoke" and meta["files"] == ["fig7_scores.png", "fig7_scores.pdf"]
+    assert meta["profile"] == "smoke" and meta["notebook"] == "16_fig7" and meta["files"] == ["fig7_scores.png", "fig7_scores.pdf"]
     assert save_figure(_figure("other"), "fig7_scores", tmp_path / "c")[0].read_bytes() != paths[0].read_bytes()
 
 

@@ -14,7 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-REQUIRED = {"PROFILE", "SEEDS", "DATA_ROOT", "PREP_DIR", "OUT_DIR"}
+REQUIRED = {"PROFILE", "SEEDS", "DATA_ROOT", "PREP_DIR", "OUT_DIR", "NOTEBOOK", "OVERRIDES"}
 
 
 def _cells(path: Path) -> list[dict]:
@@ -54,8 +54,11 @@ def test_first_cell_is_flat_parameters(path):
         ast.literal_eval(node.value)  # flat literals only
         names.add(node.targets[0].id)
     assert REQUIRED <= names, f"{path.name}: parameters cell lacks {sorted(REQUIRED - names)}"
+    assert _params(path)["NOTEBOOK"] == path.stem, f"{path.name}: NOTEBOOK must name this notebook"
 
 
+#: run-context calls that run cells: the context must be built with EXECUTOR and EXECUTOR_OPTIONS
+CONTEXT_RUNNERS = ("run.table(", "run.figure_records(", "run.run_cells(")
 #: calls that run cells; a notebook making one must hand them its EXECUTOR parameter
 CELL_RUNNERS = ("run_cells(", "run_table(", "run_figure_cells(", "run_scorer_table(", "run_n_aug_table(",
                 "run_imbalanced(", "run_rescored(")
@@ -69,6 +72,9 @@ def _params(path: Path) -> dict:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_cell_running_notebooks_take_an_executor(path):
     body = "\n".join("".join(c["source"]) for c in _cells(path)[1:] if c["cell_type"] == "code")
+    if any(c in body for c in CONTEXT_RUNNERS):
+        assert _params(path).get("EXECUTOR") == "local" and _params(path).get("EXECUTOR_OPTIONS") == {}, path.name
+        assert "OVERRIDES, EXECUTOR, EXECUTOR_OPTIONS)" in body, f"{path.name}: build run_context with the executor"
     calls = [c for c in CELL_RUNNERS if c in body]
     if not calls:
         return

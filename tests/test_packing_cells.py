@@ -1,4 +1,4 @@
-"""Packed cells (coftad_lib.reproduce.packing): an executor with ``pack=N`` gives each COFT-AD cell
+"""Packed cells (coftad_lib.engine.packing): an executor with ``pack=N`` gives each COFT-AD cell
 the record of computing it alone (float64 networks, where packed and lone fits agree to 1e-9;
 tests/test_packed.py says why float32 is compared only at step 0), groups only cells that can
 share a step, and reports missing data and failures per cell.
@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from coftad_lib.datasets.synthetic import write_texture_folder
+from coftad_lib.engine import packing as packing_mod
+from coftad_lib.engine.executors import LocalExecutor, get_executor
+from coftad_lib.engine.packing import pack_groups
 from coftad_lib.errors import COFTADInputError
-from coftad_lib.reproduce import get_profile, make_cell
-from coftad_lib.reproduce import packing as packing_mod
+from coftad_lib.paper import get_profile, make_cell
 from coftad_lib.reproduce.__main__ import main as cli_main
-from coftad_lib.reproduce.executors import LocalExecutor, get_executor
-from coftad_lib.reproduce.packing import ENV_PACK, pack_groups
 
 RTOL_F64 = 1e-9
 
@@ -42,7 +42,7 @@ def _cells(prof, **kw):
 
 
 def _work(cells, prof):
-    return {c.key(prof["name"]): c for c in cells}
+    return {c.key(): c for c in cells}
 
 
 def test_groups_only_cells_that_can_share_a_step():
@@ -95,15 +95,12 @@ def test_missing_data_and_a_failing_pack_are_reported_per_cell(folder_data, tmp_
         LocalExecutor(pack=4).run(here, folder_data, tmp_path / "c3", prof, progress=False, strict=True)
 
 
-def test_pack_reaches_the_executor_from_the_environment_and_the_cli(monkeypatch, capsys):
-    monkeypatch.setenv(ENV_PACK, "4")
-    assert get_executor("local").pack == 4
-    assert get_executor("local", pack=2).pack == 2  # an explicit option wins
-    monkeypatch.setenv(ENV_PACK, "four")
-    with pytest.raises(COFTADInputError, match="COFTAD_PACK='four'"):
-        get_executor("local")
-    monkeypatch.delenv(ENV_PACK)
+def test_pack_reaches_the_executor_as_an_option_and_from_the_cli(monkeypatch, capsys):
+    monkeypatch.setenv("COFTAD_PACK", "4")  # no setting travels through the environment any more
     assert get_executor("local").pack == 1
+    assert get_executor("local", pack=2).pack == 2
+    with pytest.raises(COFTADInputError, match="four"):
+        get_executor("local", pack="four")
     assert cli_main(["--profile", "smoke", "--pack", "0", "--only", "01"]) == 2
     assert "--pack=0: expected an int >= 1" in capsys.readouterr().err
     assert packing_mod.pack_signature(make_cell("T", "folder", "textures", 4, "ae", 0, _profile())) is None

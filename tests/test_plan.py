@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from coftad_lib.engine.cells import cell_path
 from coftad_lib.errors import COFTADInputError
+from coftad_lib.paper import atomic_write_json, make_cell
+from coftad_lib.paper.profiles import derive
 from coftad_lib.reproduce import __main__ as cli
-from coftad_lib.reproduce import atomic_write_json, make_cell
 from coftad_lib.reproduce import plan as plan_mod
-from coftad_lib.reproduce.cells import cell_path
 
 REPO = Path(__file__).resolve().parents[1]
 NB = REPO / "notebooks"
@@ -54,7 +55,7 @@ def test_cell_seconds_scale_with_steps_pixels_and_test_size():
 def test_plan_counts_cached_and_shared_cells(tmp_path):
     notebooks = [_nb("05"), _nb("09"), _nb("16"), _nb("01")]
     cells_05 = plan_mod.notebook_cells(notebooks[0], "smoke", [0])
-    atomic_write_json(cell_path(tmp_path, cells_05[0].key("smoke")), {"status": "ok"})
+    atomic_write_json(cell_path(tmp_path, cells_05[0].key()), {"status": "ok"})
     rows = {r["notebook"][:2]: r for r in plan_mod.plan("smoke", notebooks, [0], tmp_path, TIMINGS)}
     assert rows["05"]["cells"] == len(cells_05) and rows["05"]["cached"] == 1
     assert rows["05"]["to_run"] == len(cells_05) - 1 and rows["05"]["seconds"] > 0
@@ -132,11 +133,11 @@ def test_timings_from_a_cache_are_measured_cells_per_family(tmp_path):
     assert rows["coftad"]["seconds"] == pytest.approx(2.5) and rows["coftad"]["n_records"] == 2
     assert rows["coftad"]["images_per_second"] == pytest.approx(2000.0)
     assert rows["csi"]["seconds"] == 30.0
-    cell = make_cell("I", "flowers17", "Daffodil/Tulip", 5, "coftad", 0, "paper+backbone=efficientnet_lite0")
+    cell = make_cell("I", "flowers17", "Daffodil/Tulip", 5, "coftad", 0, derive("paper", {"backbone": "efficientnet_lite0"}))
     assert plan_mod.cell_seconds(cell, timings) == pytest.approx(2.5 + 80 / 2000.0)  # same sizes: as measured
-    ae = make_cell("I", "flowers17", "Daffodil/Tulip", 5, "ae", 0, "paper+backbone=efficientnet_lite0")
+    ae = make_cell("I", "flowers17", "Daffodil/Tulip", 5, "ae", 0, derive("paper", {"backbone": "efficientnet_lite0"}))
     assert math.isnan(plan_mod.cell_seconds(ae, timings))  # never measured: counted apart in the plan
-    rows = plan_mod.plan("paper+backbone=efficientnet_lite0", [next(NB.glob("04_*.ipynb"))], [0],
+    rows = plan_mod.plan(derive("paper", {"backbone": "efficientnet_lite0"}), [next(NB.glob("04_*.ipynb"))], [0],
                          tmp_path / "none", timings)
     (row,) = rows
     assert row["untimed"] == row["to_run"] - 24  # Table I's 8 tasks x (COFT-AD w/ and w/o np, CSI) timed
@@ -145,3 +146,49 @@ def test_timings_from_a_cache_are_measured_cells_per_family(tmp_path):
     assert f"+ {row['untimed']} cells of untimed families" in text
     with pytest.raises(COFTADInputError, match="no ok cell records"):
         plan_mod.timings_from_cache(tmp_path / "empty")
+
+
+def test_one_spec_drives_the_notebook_the_plan_and_the_prefill(monkeypatch):
+    """Changing nothing but Table VII's spec changes what its notebook, --plan and --cells-only compute."""
+    from dataclasses import replace as dc_replace
+
+    from coftad_lib.paper import run_context, specs
+    from coftad_lib.reproduce.prefill import cells_by_notebook
+
+    nb = _nb("10")
+    ctx = run_context("smoke", [0], "/nowhere", "/nowhere", "/nowhere", nb.stem)
+    before = plan_mod.notebook_cells(nb, "smoke", [0])
+    assert {c.method for c in before} == {"coftad", "coftad_np"}
+    monkeypatch.setitem(specs.SPECS, "VII", dc_replace(specs.SPECS["VII"], methods=("coftad",)))
+    planned = plan_mod.notebook_cells(nb, "smoke", [0])
+    assert {c.method for c in planned} == {"coftad"} and len(planned) == len(before) // 2
+    assert cells_by_notebook([nb], ctx.settings, ctx.seeds)[0][1] == planned  # --cells-only
+    assert ctx.cells("VII") == planned  # what the notebook's run.table("VII") computes
+    source = "".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"])
+    assert 'run.table("VII")' in source and "coftad_np" not in source  # the rows live only in the spec
+
+
+def test_fitted_models_and_rescorings_move_to_the_new_keys(tmp_path):
+    """Table VIII's fitted detectors and scorings were keyed with the profile name; a run renames them."""
+    import numpy as np
+
+    from coftad_lib.engine.cache import digest
+    from coftad_lib.paper import rescored_runs as rr
+    from coftad_lib.paper import run_context, specs
+    from coftad_lib.paper.migration import migrate_run
+
+    ctx = run_context("smoke", [0], tmp_path, tmp_path, tmp_path / "out", "11_table_VIII_scorers", {"steps": 2})
+    spec = specs.SPECS["VIII"]
+    cell = spec.cells(ctx.settings, ctx.seeds)[0]
+    old = cell.legacy_key("smoke+steps=2")
+    (ctx.cache_dir / "models" / old).mkdir(parents=True)
+    variants, extra = spec.variants(ctx.settings)
+    old_parts = {"cell": old, "variants": variants, "extra": extra}
+    misc = ctx.cache_dir / "misc"
+    misc.mkdir()
+    np.savez(misc / f"scorers-{digest({'name': 'scorers', 'parts': old_parts})}.npz", gaussian=np.zeros(3))
+    assert not spec.is_cached(cell, ctx.cache_dir, ctx.settings)
+    assert migrate_run(ctx) == 2 and migrate_run(ctx) == 0
+    assert (ctx.cache_dir / "models" / cell.key()).is_dir()
+    assert spec.is_cached(cell, ctx.cache_dir, ctx.settings)
+    assert rr.rescored_parts(cell, variants, extra)["cell"] == cell.key()

@@ -17,11 +17,11 @@ from PIL import Image  # noqa: E402
 from coftad_lib import plots  # noqa: E402
 from coftad_lib.datasets import synthetic  # noqa: E402
 from coftad_lib.datasets.task import FewShotTask  # noqa: E402
+from coftad_lib.engine.cache import atomic_save_npz  # noqa: E402
 from coftad_lib.errors import COFTADInputError  # noqa: E402
 from coftad_lib.figures import save_figure  # noqa: E402
-from coftad_lib.reproduce import figure_runs as fr  # noqa: E402
-from coftad_lib.reproduce import make_cell, prep_runs, table_limits  # noqa: E402
-from coftad_lib.reproduce.cache import atomic_save_npz  # noqa: E402
+from coftad_lib.paper import figure_runs as fr  # noqa: E402
+from coftad_lib.paper import make_cell, prep_runs, table_limits  # noqa: E402
 
 
 def _saved(fig: Figure, name: str, tmp_path) -> None:
@@ -199,11 +199,11 @@ def test_fig7_cells_are_table_vi_work_and_fig5_cells_table_i_work():
     lim = table_limits("smoke", "VI")
     vi = make_cell("VI", "cifar10c", lim["tasks"][0], lim["shots"][0], "coftad", 0, "smoke",
                    label="ablation:contrastive", setting="ResNet18", positive_pair="none")
-    assert vi.key("smoke") == cells[1].key("smoke")
+    assert vi.key() == cells[1].key()
     fig5 = fr.figure_cells("fig5", "smoke", 0)
     assert [c.method for c in fig5] == list(fr.FIG5_METHODS["smoke"])
     t1 = make_cell("I", "flowers17", "Tulip/Daffodil", 5, "coftad_np", 0, "smoke")
-    assert t1.key("smoke") in {c.key("smoke") for c in fig5}
+    assert t1.key() in {c.key() for c in fig5}
     fig6 = fr.figure_cells("fig6", "smoke", 0)
     assert all(c.kind == "embed" for c in fig6)
     assert fig6[0].task_args["max_test_per_class"] == table_limits("smoke", "fig6")["max_test_per_class"]
@@ -215,12 +215,12 @@ def test_fig7_cells_are_table_vi_work_and_fig5_cells_table_i_work():
 
 def test_figure_cells_match_the_table_notebooks_cells():
     """Figs. 5 and 7 reuse Tables I and VI's cached work only if the keys agree exactly."""
-    tr = pytest.importorskip("coftad_lib.reproduce.table_runs")
-    vi = {c.key("smoke") for c in tr.ablation_cells("smoke", [0])}
-    assert {c.key("smoke") for c in fr.figure_cells("fig7", "smoke", 0)} <= vi
-    t1 = {c.key("smoke") for c in tr.table_cells("I", "flowers17", list(fr.TABLE_I_METHODS), "smoke", [0],
+    tr = pytest.importorskip("coftad_lib.paper.tables")
+    vi = {c.key() for c in tr.ablation_cells("smoke", [0])}
+    assert {c.key() for c in fr.figure_cells("fig7", "smoke", 0)} <= vi
+    t1 = {c.key() for c in tr.table_cells("I", "flowers17", list(fr.TABLE_I_METHODS), "smoke", [0],
                                                   follow_paper=False)}
-    assert {c.key("smoke") for c in fr.figure_cells("fig5", "smoke", 0)} <= t1
+    assert {c.key() for c in fr.figure_cells("fig5", "smoke", 0)} <= t1
 
 
 def test_panel_records_score_panels_separation():
@@ -297,7 +297,7 @@ def one_thread():
 
 
 def test_method_tour_on_synthetic(tmp_path, one_thread):
-    from coftad_lib.reproduce import method_tour as mt
+    from coftad_lib.paper import method_tour as mt
 
     task, what = mt.tour_task([tmp_path / "none"], shots=3, seed=0, max_test_per_class=4, image_size=32)
     assert "generated" in what and task.train.shape == (3, 32, 32, 3) and len(task.test) == 8

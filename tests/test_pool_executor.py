@@ -15,10 +15,10 @@ from executor_cases import (
     tiny_profile,
 )
 
+from coftad_lib.engine.executors import get_executor
+from coftad_lib.engine.pool import PoolExecutor
 from coftad_lib.errors import COFTADInputError
-from coftad_lib.reproduce import make_cell
-from coftad_lib.reproduce.executors import get_executor
-from coftad_lib.reproduce.pool import PoolExecutor
+from coftad_lib.paper import make_cell
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -31,8 +31,7 @@ def test_pool_gives_the_local_executors_records(folder_data, tmp_path, monkeypat
     prof = _profile()
     cells = texture_table(prof)
     local = local_reference(cells, folder_data, tmp_path / "local", prof)
-    monkeypatch.setenv("COFTAD_WORKERS", "2")
-    ex = get_executor("pool", threads=1)
+    ex = get_executor("pool", workers=2, threads=1)
     assert isinstance(ex, PoolExecutor) and ex.workers == 2
     pooled = ex.run(cells, folder_data, tmp_path / "pool", prof, progress=False)
     assert [r["status"] for r in pooled] == ["ok"] * 4
@@ -62,9 +61,8 @@ def test_bad_worker_counts_are_refused(monkeypatch):
     for bad in (0, -1, 1.5, True):
         with pytest.raises(COFTADInputError, match="--workers"):
             PoolExecutor(workers=bad)
-    monkeypatch.setenv("COFTAD_WORKERS", "two")
-    with pytest.raises(COFTADInputError, match="COFTAD_WORKERS"):
-        get_executor("pool")
+    with pytest.raises(COFTADInputError, match="--workers"):
+        get_executor("pool", workers="two")
 
 
 def test_closures_travel_and_a_call_that_cannot_travel_fails_at_once():

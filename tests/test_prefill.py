@@ -7,15 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+from coftad_lib.engine.cells import cell_path
+from coftad_lib.paper.profiles import derive, get_profile
 from coftad_lib.reproduce import __main__ as cli
 from coftad_lib.reproduce import plan as plan_mod
-from coftad_lib.reproduce.cells import cell_path
-from coftad_lib.reproduce.profiles import get_profile
 
 REPO = Path(__file__).resolve().parents[1]
 #: a tiny derived smoke profile, so the real fits take seconds
 TINY = ["--param", "image_size=32", "--param", "steps=1", "--param", "batch_size=4"]
-PROFILE = "smoke+batch_size=4+image_size=32+steps=1"
+PROFILE = "smoke+batch_size=4+image_size=32+steps=1"  # the label of that run's records
+TINY_PROFILE = derive("smoke", {"image_size": 32, "steps": 1, "batch_size": 4})
 #: Jupyter's packages, absent on a lent GPU machine: --cells-only must not import them
 BLOCKER = """
 import sys
@@ -38,11 +39,11 @@ def test_cells_only_fills_the_cache_without_jupyter(flowers_root, tmp_path):
     proc = subprocess.run([sys.executable, "-c", BLOCKER, *args], capture_output=True, text=True, cwd=REPO,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    cells = plan_mod.notebook_cells(next((REPO / "notebooks").glob("13_*.ipynb")), get_profile(PROFILE), [0])
+    cells = plan_mod.notebook_cells(next((REPO / "notebooks").glob("13_*.ipynb")), TINY_PROFILE, [0])
     assert cells and f"{len(cells)} cells into" in proc.stdout and f"{len(cells)} ok" in proc.stdout
     assert not (out / "executed").exists()  # no notebook ran
     for cell in cells:  # what the notebook will look up is there
-        rec = json.loads(cell_path(out / "cache", cell.key(PROFILE)).read_text())
+        rec = json.loads(cell_path(out / "cache", cell.key()).read_text())
         assert rec["status"] == "ok" and rec["profile"] == PROFILE and "device" in rec["versions"]
     # a second call finds every cell cached and computes nothing
     proc2 = subprocess.run([sys.executable, "-c", BLOCKER, *args], capture_output=True, text=True, cwd=REPO,

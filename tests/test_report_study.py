@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from coftad_lib.report import STUDY_VERDICT, write_report
+from coftad_lib.paper.report import STUDY_VERDICT, write_report
 
 
 def test_report_quotes_study_verdict(tmp_path):

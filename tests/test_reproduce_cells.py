@@ -11,11 +11,12 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from coftad_lib.datasets.task import FewShotTask
+from coftad_lib.engine import cache as cache_mod
+from coftad_lib.engine import cells as cells_mod
+from coftad_lib.engine.executors import run_cells
 from coftad_lib.errors import COFTADInputError, DatasetNotFoundError
-from coftad_lib.reproduce import cache as cache_mod
-from coftad_lib.reproduce import cells as cells_mod
-from coftad_lib.reproduce import profiles as prof_mod
-from coftad_lib.reproduce import record_status
+from coftad_lib.paper import profiles as prof_mod
+from coftad_lib.paper import record_status
 from coftad_lib.versions import VERSION_KEYS, versions
 
 
@@ -59,7 +60,7 @@ def fake_load_task(dataset, root, shots, seed, **task_args):
 def fakes(monkeypatch):
     FakeDetector.fits = 0
     monkeypatch.setattr(cells_mod, "_load_task", fake_load_task)
-    monkeypatch.setattr(cells_mod, "_make_detector", lambda method, **kw: FakeDetector(**kw))
+    monkeypatch.setattr(cells_mod, "make_detector", lambda method, **kw: FakeDetector(**kw))
     return FakeDetector
 
 
@@ -75,26 +76,27 @@ def _cell(**over):
 def test_key_is_stable_sha256_and_ignores_labels_and_dict_order():
     a = _cell(method_kwargs={"image_size": 32, "backbone": "efficientnet_lite0"})
     b = _cell(table="VII", setting="whatever", label="row")
-    assert a.key("smoke") == b.key("smoke")
-    assert len(a.key("smoke")) == 64 and int(a.key("smoke"), 16) >= 0
-    assert a.key("smoke") != a.key("paper")
-    assert a.key("smoke") != _cell(shots=10).key("smoke")
-    assert a.key("smoke") != _cell(seed=1).key("smoke")
-    assert a.key("smoke") != _cell(method_kwargs={"backbone": "resnet18", "image_size": 32}).key("smoke")
+    assert a.key() == b.key()
+    assert len(a.key()) == 64 and int(a.key(), 16) >= 0
+    assert a.key() == a.key()  # no profile name in a key: the same work under two profiles is one cell
+    assert a.legacy_key("smoke") != a.legacy_key("paper") != a.key()
+    assert a.key() != _cell(shots=10).key()
+    assert a.key() != _cell(seed=1).key()
+    assert a.key() != _cell(method_kwargs={"backbone": "resnet18", "image_size": 32}).key()
 
 
 def test_key_changes_with_library_version(monkeypatch):
-    before = _cell().key("smoke")
+    before = _cell().key()
     monkeypatch.setattr(cells_mod, "library_version", lambda: "99.0")
-    assert _cell().key("smoke") != before
+    assert _cell().key() != before
 
 
 def test_cell_copies_kwargs_and_rejects_bad_fields():
     kw = {"backbone": "x"}
     c = _cell(method_kwargs=kw)
-    k = c.key("smoke")
+    k = c.key()
     kw["backbone"] = "y"
-    assert c.key("smoke") == k
+    assert c.key() == k
     with pytest.raises(COFTADInputError, match="seed"):
         _cell(method_kwargs={"seed": 3})
     with pytest.raises(COFTADInputError, match="kind"):
@@ -116,7 +118,7 @@ def test_run_cell_computes_auroc_and_caches(tmp_path, fakes):
     assert rec["test_ids"][0] == "te0" and len(rec["scores"]) == rec["n_test"] == 20
     assert rec["profile"] == "smoke" and rec["backbone"] == "efficientnet_lite0" and rec["seed"] == 0
     assert set(VERSION_KEYS) <= set(rec["versions"]) and rec["fit_seconds"] >= 0
-    path = cells_mod.cell_path(tmp_path / "cache", cell.key("smoke"))
+    path = cells_mod.cell_path(tmp_path / "cache", cell.key())
     assert json.loads(path.read_text())["auroc"] == rec["auroc"]
 
     again = cells_mod.run_cell(_cell(table="VII", label="x"), tmp_path / "data", tmp_path / "cache", "smoke")
@@ -124,6 +126,34 @@ def test_run_cell_computes_auroc_and_caches(tmp_path, fakes):
     assert again["table"] == "VII" and again["label"] == "x"  # labels come from the asking cell
     cells_mod.run_cell(_cell(seed=1), tmp_path / "data", tmp_path / "cache", "smoke")
     assert fakes.fits == 2
+
+
+def test_one_cell_under_two_profiles_is_computed_once(tmp_path, fakes):
+    a = cells_mod.run_cell(_cell(), tmp_path / "data", tmp_path / "cache", "smoke")
+    b = cells_mod.run_cell(_cell(), tmp_path / "data", tmp_path / "cache", "smoke+device=cpu")
+    assert fakes.fits == 1 and b["cached"] and b["auroc"] == a["auroc"] and b["profile"] == "smoke+device=cpu"
+
+
+def test_an_older_cache_moves_to_keys_without_the_profile_name(tmp_path, fakes):
+    from coftad_lib.engine.migrate import MARKER, ensure_migrated
+
+    cache = tmp_path / "cache"
+    cell = _cell(kind="embed")
+    rec = cells_mod.run_cell(cell, tmp_path / "data", cache, "paper")
+    new, old = cell.key(), cell.legacy_key("paper")
+    new_path = cells_mod.cell_path(cache, new)
+    new_path.rename(cells_mod.cell_path(cache, old))  # as an older runner left it
+    new_path.with_suffix(".npz").rename(cells_mod.cell_path(cache, old).with_suffix(".npz"))
+    stale = cells_mod.cell_path(cache, _cell(seed=5).legacy_key("paper"))
+    stale.write_text(cells_mod.cell_path(cache, old).read_text())  # content does not match its name: stays
+    (cache / "models" / old).mkdir(parents=True)
+    assert ensure_migrated(cache) == 1 and (cache / "cells" / MARKER).exists()
+    assert ensure_migrated(cache) == 0  # once per cache
+    assert new_path.exists() and not cells_mod.cell_path(cache, old).exists() and stale.exists()
+    assert (cache / "models" / new).is_dir()
+    again = cells_mod.run_cell(cell, tmp_path / "data", cache, "paper")
+    assert again["cached"] and again["auroc"] == rec["auroc"] and fakes.fits == 1
+    assert cells_mod.load_features(again, cache)["test"].shape[0] == rec["n_test"]
 
 
 def test_run_cell_passes_seed_and_task_args(tmp_path, monkeypatch):
@@ -138,7 +168,7 @@ def test_run_cell_passes_seed_and_task_args(tmp_path, monkeypatch):
         return FakeDetector(**kw)
 
     monkeypatch.setattr(cells_mod, "_load_task", load)
-    monkeypatch.setattr(cells_mod, "_make_detector", make)
+    monkeypatch.setattr(cells_mod, "make_detector", make)
     cells_mod.run_cell(_cell(dataset="mvtec", seed=7, task_args={"task": "bottle"}), tmp_path, tmp_path / "c", "smoke")
     assert seen["seed"] == 7 and seen["kw"]["seed"] == 7 and seen["args"] == {"task": "bottle"}
     assert seen["root"] == tmp_path / "mvtec_ad" and seen["method"] == "coftad"
@@ -174,7 +204,7 @@ def test_run_cells_frame_and_record_status(tmp_path, fakes, monkeypatch):
 
     monkeypatch.setattr(cells_mod, "_load_task", load)
     cells = [_cell(seed=s) for s in (0, 1)] + [_cell(dataset="aitex", task="aitex")]
-    df = cells_mod.run_cells(cells, tmp_path, tmp_path / "cache", "smoke", progress=False)
+    df = run_cells(cells, tmp_path, tmp_path / "cache", "smoke", progress=False)
     assert list(df.columns) == list(cells_mod.ROW_COLUMNS)
     assert list(df["status"]) == ["ok", "ok", "missing"] and np.isnan(df["auroc"].iloc[2])
     assert df["torch"].iloc[0] == versions()["torch"] and df["setting"].iloc[0] == "5-shot"
@@ -188,11 +218,10 @@ def test_run_cells_frame_and_record_status(tmp_path, fakes, monkeypatch):
 
 
 def test_record_status_needs_a_name(tmp_path, monkeypatch):
-    monkeypatch.delenv("COFTAD_NOTEBOOK", raising=False)
+    monkeypatch.setenv("COFTAD_NOTEBOOK", "07_x")  # no longer read: the name is the NOTEBOOK parameter
     with pytest.raises(COFTADInputError, match="notebook"):
-        record_status(tmp_path)
-    monkeypatch.setenv("COFTAD_NOTEBOOK", "07_x")
-    assert record_status(tmp_path).name == "07_x.json"
+        record_status(tmp_path, notebook="")
+    assert record_status(tmp_path, notebook="07_x").name == "07_x.json"
 
 
 def test_embed_kind_saves_features(tmp_path, fakes):
@@ -263,15 +292,15 @@ def test_profiles_have_the_same_keys_and_documented_values():
 
 
 def test_make_cell_fills_profile_kwargs_and_test_cap():
-    c = cells_mod.make_cell("I", "flowers17", "Daffodil/Tulip", 5, "coftad_np", 0, "smoke", lambda_np=0.0)
+    c = prof_mod.make_cell("I", "flowers17", "Daffodil/Tulip", 5, "coftad_np", 0, "smoke", lambda_np=0.0)
     assert c.method_kwargs == {"backbone": "efficientnet_lite0", "image_size": 64, "steps": 15, "batch_size": 16,
                                "device": "auto", "progress": False, "n_aug": 10, "lambda_np": 0.0,
                                "preset": "flowers"}
     assert c.task_args == {"task": "Daffodil/Tulip", "max_test_per_class": 20}
-    p = cells_mod.make_cell("I", "flowers17", "Daffodil/Tulip", 5, "ae", 0, "paper")
+    p = prof_mod.make_cell("I", "flowers17", "Daffodil/Tulip", 5, "ae", 0, "paper")
     assert "n_aug" not in p.method_kwargs and p.task_args == {"task": "Daffodil/Tulip"}
-    assert cells_mod.make_cell("V", "aitex", "aitex", 5, "ae", 0, "smoke").method_kwargs["preset"] == "industrial"
-    assert cells_mod.make_cell("II", "cifar10c", "cat", 10, "coftad", 0, "smoke", preset="flowers").method_kwargs["preset"] == "flowers"
+    assert prof_mod.make_cell("V", "aitex", "aitex", 5, "ae", 0, "smoke").method_kwargs["preset"] == "industrial"
+    assert prof_mod.make_cell("II", "cifar10c", "cat", 10, "coftad", 0, "smoke", preset="flowers").method_kwargs["preset"] == "flowers"
 
 
 def test_dataset_root_list_takes_the_first_root_holding_the_dataset(tmp_path):
@@ -313,31 +342,32 @@ def test_test_protocol_keys_are_applied_after_loading(tmp_path, fakes, monkeypat
 
 
 def test_make_cell_leaves_task_out_for_single_task_loaders():
-    c = cells_mod.make_cell("V", "aitex", "aitex", 10, "coftad", 0, "smoke")
+    c = prof_mod.make_cell("V", "aitex", "aitex", 10, "coftad", 0, "smoke")
     assert c.task_args == {"max_test_per_class": 40}
 
 
 def test_make_cell_applies_the_profiles_method_overrides():
-    csi = cells_mod.make_cell("I", "flowers17", "Daffodil/Tulip", 5, "csi", 0, "smoke")
+    csi = prof_mod.make_cell("I", "flowers17", "Daffodil/Tulip", 5, "csi", 0, "smoke")
     assert csi.method_kwargs["batch_size"] == prof_mod.PROFILES["smoke"]["method_overrides"]["csi"]["batch_size"]
-    assert cells_mod.make_cell("I", "flowers17", "Daffodil/Tulip", 5, "csi", 0, "smoke",
+    assert prof_mod.make_cell("I", "flowers17", "Daffodil/Tulip", 5, "csi", 0, "smoke",
                                batch_size=2).method_kwargs["batch_size"] == 2  # the caller's wins
-    assert cells_mod.make_cell("I", "flowers17", "Daffodil/Tulip", 5, "csi", 0, "paper").method_kwargs["batch_size"] == 64
+    assert prof_mod.make_cell("I", "flowers17", "Daffodil/Tulip", 5, "csi", 0, "paper").method_kwargs["batch_size"] == 64
 
 
 def test_key_follows_the_code_that_decides_results(monkeypatch):
-    from coftad_lib.reproduce import fingerprint
+    from coftad_lib.engine import fingerprint
 
     names = {p.relative_to(fingerprint._PACKAGE).as_posix() for p in fingerprint.result_sources()}
     assert {"coftad.py", "losses.py", "methods/patchcore.py", "datasets/cifar_c.py"} <= names
-    assert not names & {"report.py", "results_tables.py", "plots.py", "reproduce/runner.py"}
-    before = _cell().key("smoke")
+    assert not names & {"paper/report.py", "paper/results_tables.py", "plots.py", "reproduce/runner.py",
+                        "engine/cells.py", "experiments/study.py"}
+    before = _cell().key()
     monkeypatch.setattr(cells_mod, "code_fingerprint", lambda: "0" * 16)
-    assert _cell().key("smoke") != before
+    assert _cell().key() != before
 
 
 def test_hashed_code_text_drops_only_documentation():
-    from coftad_lib.reproduce.fingerprint import code_text
+    from coftad_lib.engine.fingerprint import code_text
 
     src = 'def f(x):  # why\n    """Doc — long."""\n\n    s = "# not a comment"  # a comment\n    return x, s\n'
     # a literal expectation: the same bytes on every Python version (no ast.dump)
@@ -348,12 +378,12 @@ def test_hashed_code_text_drops_only_documentation():
 def test_copy_of_the_package_with_an_edited_method_has_another_fingerprint(tmp_path):
     import shutil
 
-    from coftad_lib.reproduce import fingerprint
+    from coftad_lib.engine import fingerprint
 
     pkg = tmp_path / "coftad_lib"
     shutil.copytree(fingerprint._PACKAGE, pkg, ignore=shutil.ignore_patterns("__pycache__", "data"))
     same = fingerprint.code_fingerprint(pkg)
-    (pkg / "report.py").write_text("# reporting only\n")
+    (pkg / "paper" / "report.py").write_text("# reporting only\n")
     assert fingerprint.code_fingerprint.__wrapped__(pkg) == same
     ae = pkg / "methods" / "ae.py"
     source = ae.read_text()
@@ -373,13 +403,13 @@ def test_failed_cells_give_a_failed_status_with_each_cell(tmp_path, fakes, monke
     cells = [_cell(seed=0), _cell(seed=1, dataset="mvtec", task_args={"task": "bottle"})]
     monkeypatch.setattr(FakeDetector, "score_samples",
                         lambda self, x: boom(self, x) if self.seed == 1 else np.arange(len(x), dtype=float))
-    df = cells_mod.run_cells(cells, tmp_path, tmp_path / "cache", "smoke", progress=False)
+    df = run_cells(cells, tmp_path, tmp_path / "cache", "smoke", progress=False)
     assert list(df["status"]) == ["ok", "failed"] and "RuntimeError: scoring exploded" in df["message"].iloc[1]
     st = json.loads(record_status(tmp_path, df, notebook="05_x").read_text())
     assert st["status"] == "failed" and st["n_failed"] == 1 and st["n_ok"] == 1
     assert st["failed"][0]["dataset"] == "mvtec" and "exploded" in st["failed"][0]["message"]
     with pytest.raises(RuntimeError, match="exploded"):
-        cells_mod.run_cells(cells, tmp_path, tmp_path / "cache", "smoke", progress=False, strict=True)
+        run_cells(cells, tmp_path, tmp_path / "cache", "smoke", progress=False, strict=True)
 
 
 def test_data_roots_put_the_environment_root_after_the_given_one(monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -22,15 +23,16 @@ from coftad_lib.reproduce.notebook_params import (
 
 REPO = Path(__file__).resolve().parents[1]
 
-PARAMS_CELL = 'PROFILE = "smoke"\nSEEDS = [0]\nDATA_ROOT = ""\nPREP_DIR = ""\nOUT_DIR = ""\nMODE = "missing"\n'
+PARAMS_CELL = ('PROFILE = "smoke"\nSEEDS = [0]\nDATA_ROOT = ""\nPREP_DIR = ""\nOUT_DIR = ""\nNOTEBOOK = ""\n'
+               'OVERRIDES = {}\nMODE = "missing"\n')
 
 # Runs inside the kernel: writes what it received, makes one missing cell through the real
 # run_cells (with a load_task that reports the data as absent), records its status.
 BODY_MISSING = '''
 import json, pathlib, sys
 from coftad_lib.errors import DatasetNotFoundError
-from coftad_lib.reproduce import Cell, cache_dir, record_status, run_cells
-from coftad_lib.reproduce import cells as C
+from coftad_lib.paper import Cell, cache_dir, record_status, run_cells
+from coftad_lib.engine import cells as C
 
 def absent(*a, **k):
     raise DatasetNotFoundError("SemiCon is private: ask the authors; put it under DATA_ROOT/semicon")
@@ -40,7 +42,7 @@ pathlib.Path(OUT_DIR, "kernel.json").write_text(json.dumps(
     {"executable": sys.executable, "seeds": SEEDS, "profile": PROFILE, "data_root": DATA_ROOT, "mode": MODE}))
 df = run_cells([Cell("IX", "semicon", "semicon", 10, "coftad", {}, SEEDS[0])], DATA_ROOT, cache_dir(OUT_DIR), PROFILE,
                progress=False)
-record_status(OUT_DIR, df, tables=["IX"])
+record_status(OUT_DIR, df, tables=["IX"], notebook=NOTEBOOK)
 '''
 BODY_FAIL = 'raise RuntimeError("deliberate failure in " + MODE)\n'
 
@@ -64,7 +66,7 @@ def test_assigned_names_covers_assignment_forms():
 
 def test_unknown_parameter_is_refused_with_names(tmp_path):
     nb = make_notebook(tmp_path / "nb" / "01_x.ipynb", PARAMS_CELL, "pass")
-    assert parameter_names(nb) == {"PROFILE", "SEEDS", "DATA_ROOT", "PREP_DIR", "OUT_DIR", "MODE"}
+    assert parameter_names(nb) == {"PROFILE", "SEEDS", "DATA_ROOT", "PREP_DIR", "OUT_DIR", "NOTEBOOK", "OVERRIDES", "MODE"}
     check_parameters(nb, ["PROFILE", "MODE"])
     with pytest.raises(UnknownParameterError, match=r"01_x\.ipynb.*STEPS"):
         check_parameters(nb, ["PROFILE", "STEPS"])
@@ -128,6 +130,8 @@ def test_series_runs_notebooks_and_writes_summary(tmp_path):
     assert seen["seeds"] == [3] and seen["profile"] == "smoke" and seen["mode"] == "x"
     assert seen["data_root"] == str((tmp_path / "data").resolve())
     assert (out / "executed" / "01_missing.ipynb").exists() and (out / "executed" / "02_fail.ipynb").exists()
+    assert sorted(p.name for p in (out / "executed").iterdir()) == ["01_missing.ipynb", "02_fail.ipynb"]  # no temporaries
+    assert not (out / ".runner.lock").exists()  # released
     summary = (out / "runs" / "summary.md").read_text()
     assert "| 01_missing | missing |" in summary and "| 02_fail | failed |" in summary
     assert "SemiCon is private" in summary
@@ -137,7 +141,7 @@ def test_series_runs_notebooks_and_writes_summary(tmp_path):
 
 # ------------------------------------------------------------------ exit codes without a kernel
 def _fake_execute(statuses):
-    def execute(nb_path, out_dir, params, kernel_name, profile, log_output=False, env=None):
+    def execute(nb_path, out_dir, params, kernel_name, profile, log_output=False):
         st = statuses[nb_path.stem]
         miss = [{"dataset": "aitex", "message": "get AITEX"}] if st == "missing" else []
         return runner.NotebookResult(name=nb_path.stem, status=st, seconds=0.1, missing=miss, profile=profile)
@@ -159,6 +163,24 @@ def test_exit_codes(tmp_path, monkeypatch, statuses, strict, expected):
     assert cli.main(args + (["--strict"] if strict else [])) == expected
     summary = (tmp_path / "out" / "runs" / "summary.md").read_text()
     assert all(f"| {n} | {s} |" in summary for n, s in statuses.items())
+
+
+def test_a_second_runner_on_one_out_fails_at_once_and_a_stale_lock_is_taken_over(tmp_path, monkeypatch, capsys):
+    nbdir, out = tmp_path / "nb", tmp_path / "out"
+    make_notebook(nbdir / "01_a.ipynb", PARAMS_CELL, "pass")
+    monkeypatch.setattr(runner, "execute", _fake_execute({"01_a": "ok"}))
+    args = ["--profile", "smoke", "--notebooks", str(nbdir), "--out", str(out)]
+    out.mkdir()
+    (out / ".runner.lock").write_text(f"{os.getpid()} 2026-01-01T00:00:00\n")  # a live runner: this process
+    assert cli.main(args) == runner.EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"another runner (pid {os.getpid()}" in err and str(out) in err
+    assert not (out / "runs").exists()  # nothing was written
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (out / ".runner.lock").write_text(f"{dead.pid} 2026-01-01T00:00:00\n")  # its process is gone
+    assert cli.main(args) == runner.EXIT_OK
+    assert (out / "runs" / "summary.md").exists() and not (out / ".runner.lock").exists()
 
 
 # ------------------------------------------------------------------ Makefile bootstrap
@@ -186,8 +208,8 @@ def test_makefile_installs_once_per_pyproject(tmp_path):
 
 
 def test_summary_and_report_print_paths_relative_to_the_data_root(tmp_path):
-    from coftad_lib.report import write_report
-    from coftad_lib.reproduce import record_status
+    from coftad_lib.paper import record_status
+    from coftad_lib.paper.report import write_report
 
     root, out = tmp_path / "machine" / "data", tmp_path / "out"
     msg = f"MVTec AD not found under {root}/mvtec_ad/carpet; download it"

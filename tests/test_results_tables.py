@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from coftad_lib.errors import COFTADInputError
-from coftad_lib.paper_values import (
+from coftad_lib.paper.paper_values import (
     ABLATION_ROWS,
     DISPLAY_NAMES,
     TABLES,
@@ -19,7 +19,7 @@ from coftad_lib.paper_values import (
     paper_value,
     paper_values,
 )
-from coftad_lib.results_tables import differs, write_table
+from coftad_lib.paper.results_tables import differs, write_table
 
 
 # ------------------------------------------------------------------ paper values

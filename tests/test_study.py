@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coftad_lib import study
 from coftad_lib.datasets.synthetic import write_texture_folder
 from coftad_lib.errors import COFTADInputError
+from coftad_lib.experiments import study
 
 
 # -- grid -----------------------------------------------------------------------------------------

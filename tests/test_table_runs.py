@@ -1,4 +1,4 @@
-"""Table runners of coftad_lib.reproduce.table_runs, with a fake detector and a fake load_task;
+"""Table runners of coftad_lib.paper.tables, with a fake detector and a fake load_task;
 plus the rules every table notebook (04-13) must follow."""
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import pandas as pd
 import pytest
 
 from coftad_lib.datasets.task import FewShotTask
+from coftad_lib.engine import cells as cells_mod
 from coftad_lib.errors import COFTADInputError, DatasetNotFoundError
-from coftad_lib.paper_values import ABLATION_ROWS, paper_value
-from coftad_lib.reproduce import cells as cells_mod
-from coftad_lib.reproduce import get_profile, record_status, run_cell, run_cells
-from coftad_lib.reproduce import rescored_runs as rr
-from coftad_lib.reproduce import table_runs as tr
+from coftad_lib.paper import get_profile, record_status, run_cell, run_cells
+from coftad_lib.paper import rescored_runs as rr
+from coftad_lib.paper import tables as tr
+from coftad_lib.paper.paper_values import ABLATION_ROWS, paper_value
 
 REPO = Path(__file__).resolve().parents[1]
 TABLE_NOTEBOOKS = {
@@ -75,7 +75,7 @@ def fake_load_task(dataset, root, shots, seed, **task_args):
 def fakes(monkeypatch):
     FakeDetector.fits = 0
     monkeypatch.setattr(cells_mod, "_load_task", fake_load_task)
-    monkeypatch.setattr(cells_mod, "_make_detector", lambda method, **kw: FakeDetector(**kw))
+    monkeypatch.setattr(cells_mod, "make_detector", lambda method, **kw: FakeDetector(**kw))
     return FakeDetector
 
 
@@ -125,7 +125,7 @@ def test_table_cells_with_datasets_as_tasks_and_bad_input():
     extra = tr.table_cells("V", None, ["coftad"], "smoke", [0], shots=[10], tasks=["semicon"],
                            task_args={"n_test_normal": 100})
     assert extra[0].task_args == {"max_test_per_class": 40, "n_test_normal": 100}
-    assert extra[0].key("smoke") != semicon.key("smoke")
+    assert extra[0].key() != semicon.key()
     with pytest.raises(COFTADInputError, match="non-empty"):
         tr.table_cells("V", None, [], "smoke", [0])
     with pytest.raises(COFTADInputError, match="methods"):
@@ -146,9 +146,9 @@ def test_ablation_rows_match_the_paper_and_share_work_with_table_II():
     assert by_label["ablation:contrastive+cipp+np-l2"].method_kwargs["l2_normalize"] is False
     # the full-method rows are Table II's COFT-AD cells: one computation for both tables
     t2 = {c.method: c for c in tr.table_cells("II", "cifar10c", ["coftad", "coftad_np"], "smoke", [0], tasks=["airplane"])}
-    assert by_label["ablation:contrastive+cipp"].key("smoke") == t2["coftad"].key("smoke")
-    assert by_label["ablation:contrastive+cipp+np"].key("smoke") == t2["coftad_np"].key("smoke")
-    assert by_label["ablation:contrastive"].key("smoke") != t2["coftad"].key("smoke")
+    assert by_label["ablation:contrastive+cipp"].key() == t2["coftad"].key()
+    assert by_label["ablation:contrastive+cipp+np"].key() == t2["coftad_np"].key()
+    assert by_label["ablation:contrastive"].key() != t2["coftad"].key()
     r50 = tr.ablation_cells("smoke", [0], rows=["pretrained_only"], backbones=["resnet50"])
     assert {c.row_setting for c in r50} == {"ResNet50"} and {c.method_kwargs["backbone"] for c in r50} == {"resnet50"}
     with pytest.raises(COFTADInputError, match="unknown row"):
@@ -156,7 +156,7 @@ def test_ablation_rows_match_the_paper_and_share_work_with_table_II():
 
 
 def test_smoke_semicon_cells_are_shared_by_tables_V_VII_and_IX():
-    key = {t: {c.method: c.key("smoke") for c in tr.table_cells(t, None, ["coftad", "ae", "coftad_np"], "smoke", [0],
+    key = {t: {c.method: c.key() for c in tr.table_cells(t, None, ["coftad", "ae", "coftad_np"], "smoke", [0],
                                                                  tasks=["semicon"], follow_paper=False)}
            for t in ("V", "VII", "IX")}
     assert key["V"] == key["VII"] == key["IX"]
@@ -277,14 +277,14 @@ class SavableFake(FakeDetector):
 
 
 def test_tables_VIII_and_X_share_one_fit_of_a_savable_detector(tmp_path, fakes, monkeypatch):
-    monkeypatch.setattr(cells_mod, "_make_detector", lambda method, **kw: SavableFake(**kw))
+    monkeypatch.setattr(cells_mod, "make_detector", lambda method, **kw: SavableFake(**kw))
     monkeypatch.setattr(rr, "_score_with", lambda det, scorers, train, test, scorer_kwargs=None:
                         {s: det.score_samples(test) for s in scorers})
     df8 = rr.run_scorer_table("VIII", "flowers17", ["coftad"], ["gaussian", "knn"], "smoke", [0],
                               tmp_path / "data", tmp_path / "cache")
     assert fakes.fits == 1
     cell = tr.table_cells("X", "flowers17", ["coftad"], "smoke", [0], follow_paper=False)[0]
-    assert (rr.model_dir(tmp_path / "cache", cell, "smoke") / "config.json").is_file()
+    assert (rr.model_dir(tmp_path / "cache", cell) / "config.json").is_file()
     assert not list((tmp_path / "cache" / "models").glob(".*.tmp"))
     df10 = rr.run_n_aug_table("X", "flowers17", ["coftad"], [1, 5], "smoke", [0], tmp_path / "data", tmp_path / "cache")
     assert fakes.fits == 1  # Table X loaded Table VIII's fitted model
@@ -301,8 +301,8 @@ def test_fitted_detector_saves_and_reloads_a_real_pretrained_detector(tmp_path):
     task = FewShotTask(dataset="flowers17", name="t", train=rng.integers(0, 255, (3, 32, 32, 3), dtype=np.uint8),
                        test=rng.integers(0, 255, (4, 32, 32, 3), dtype=np.uint8), test_labels=[0, 0, 1, 1],
                        test_kinds=["n", "n", "a", "a"], train_ids=["a", "b", "c"], test_ids=["1", "2", "3", "4"])
-    first = rr.fitted_detector(cell, task, tmp_path, prof)
-    again = rr.fitted_detector(cell, task, tmp_path, prof)
+    first = rr.fitted_detector(cell, task, tmp_path)
+    again = rr.fitted_detector(cell, task, tmp_path)
     assert type(again) is type(first) and again is not first
     np.testing.assert_allclose(again.score_samples(task.test), first.score_samples(task.test), rtol=1e-5)
     knn = score_with(again, ["knn"], task.train, task.test)["knn"]
@@ -382,9 +382,11 @@ def test_table_notebooks_follow_the_series_rules(name, table):
         assert isinstance(stmt, ast.Assign), f"{name}: parameters cell holds only assignments"
         ast.literal_eval(stmt.value)  # flat literals only
         names |= {t.id for t in stmt.targets}
-    assert {"PROFILE", "SEEDS", "DATA_ROOT", "PREP_DIR", "OUT_DIR"} <= names
-    assert second.cell_type == "code" and f'table_limits(PROFILE, "{table}")' in second.source
+    assert {"PROFILE", "SEEDS", "DATA_ROOT", "PREP_DIR", "OUT_DIR", "NOTEBOOK", "OVERRIDES", "EXECUTOR"} <= names
+    assert not names & {"METHODS", "EXTRACTORS"}, f"{name}: the rows live in the spec (coftad_lib/paper/specs.py)"
+    assert second.cell_type == "code" and f'run.spec("{table}")' in second.source
     assert third.cell_type == "markdown" and third.source.startswith(f"# Table {table}:")
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(not c.outputs and c.execution_count is None for c in code), f"{name} carries outputs"
-    assert code[-1].source.startswith("record_status(OUT_DIR") and f'tables=["{table}"]' in code[-1].source
+    assert code[-1].source.startswith("run.record_status(df") and f'tables=["{table}"]' in code[-1].source
+    assert f'run.table("{table}")' in "".join(c.source for c in code)  # the spec computes the table

@@ -7,7 +7,7 @@ Two tables:
 * :data:`NEEDS`: per loader dataset name (``"flowers17"``, ``"cifar10c"``, ``"mvtec"``, ...), how
   to tell it is there, which archives to fetch when it is not, or, for what cannot be fetched
   (licence, private), the exact folder and command. The folders follow the loaders
-  (:data:`coftad_lib.reproduce.data_paths.DATASET_DIRS`): e.g. MVTec AD is read from
+  (:data:`coftad_lib.engine.data_paths.DATASET_DIRS`): e.g. MVTec AD is read from
   ``<root>/mvtec_ad``.
 """
 

@@ -19,10 +19,13 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from ..engine.executors import EXECUTORS
+from ..engine.migrate import ensure_migrated
 from ..errors import COFTADInputError
-from .executors import EXECUTORS
-from .profiles import PROFILES
+from ..paper.migration import migrate_run
+from ..paper.profiles import PROFILES
 from .runner import DEFAULT_PREP_DIR, EXIT_USAGE, run_series
+from .series import build_context, out_lock
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -80,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cells-only", action="store_true",
                    help="run no notebook: prepare data and compute the cells --plan lists into <out>/cache "
                         "(no Jupyter needed; notebooks run later with that cache only render)")
+    p.add_argument("--no-download", action="store_true",
+                   help="fetch no dataset before the run (default: fetch the public ones the notebooks need "
+                        "and lack into --data-root; also $COFTAD_NO_DOWNLOAD=1)")
+    p.add_argument("--data-mirror", default=None, metavar="URL|DIR",
+                   help="take dataset archives from this mirror (same file names; also $COFTAD_DATA_MIRROR)")
     p.add_argument("--plan-timings", default=None, metavar="FILE",
                    help="benchmark file (JSON or CSV, see coftad_lib/reproduce/plan.py) for --plan; "
                         "default: a short calibration on this machine")
@@ -91,24 +99,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         params = dict(parse_param(t) for t in args.param)
+        if args.plan or args.cells_only:
+            # the same run context as a run: only the profile overrides of --param count; a plan
+            # computes nothing, so it needs no executor (nor Ray installed)
+            where = {} if args.plan else {"executor": args.executor, "address": args.address, "pack": args.pack,
+                                          "gpus_per_cell": args.gpus_per_cell, "workers": args.workers}
+            ctx, _ = build_context(args.profile, seeds=args.seeds, data_root=args.data_root, prep_dir=args.prep_dir,
+                                   out_dir=args.out, params=params, **where)
         if args.plan:
             from .plan import print_plan
 
-            return print_plan(args.profile, only=args.only, seeds=args.seeds, data_root=args.data_root,
-                              prep_dir=args.prep_dir, out_dir=args.out, params=params,
-                              notebooks_dir=args.notebooks, timings=args.plan_timings)
+            return print_plan(ctx, only=args.only, notebooks_dir=args.notebooks, timings=args.plan_timings)
         if args.cells_only:
             from .prefill import prefill
 
-            return prefill(args.profile, only=args.only, seeds=args.seeds, strict=args.strict,
-                           data_root=args.data_root, prep_dir=args.prep_dir, out_dir=args.out, params=params,
-                           notebooks_dir=args.notebooks, executor=args.executor, address=args.address,
-                           gpus_per_cell=args.gpus_per_cell, pack=args.pack, workers=args.workers)
+            with out_lock(ctx.out_dir):
+                ensure_migrated(ctx.cache_dir)
+                migrate_run(ctx)
+                return prefill(ctx, only=args.only, strict=args.strict, notebooks_dir=args.notebooks)
         code, _ = run_series(args.profile, only=args.only, seeds=args.seeds, strict=args.strict,
                              data_root=args.data_root, prep_dir=args.prep_dir, out_dir=args.out, params=params,
                              notebooks_dir=args.notebooks, kernel_name=args.kernel, log_output=args.log_output,
                              executor=args.executor, address=args.address, gpus_per_cell=args.gpus_per_cell,
-                             pack=args.pack, workers=args.workers)
+                             pack=args.pack, workers=args.workers,
+                             download=False if args.no_download else None, data_mirror=args.data_mirror)
     except COFTADInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

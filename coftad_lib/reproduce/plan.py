@@ -25,11 +25,9 @@ seconds of a run are in ``runs/summary.md``.
 
 from __future__ import annotations
 
-import ast
 import csv
 import json
 import os
-import re
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -37,72 +35,29 @@ from typing import Any
 
 import numpy as np
 
+from ..engine.cells import Cell
 from ..errors import COFTADInputError
-from .cache import cached
-from .cells import Cell, cell_path
-from .profiles import get_profile, run_profile, table_limits
+from ..methods.traits import TRAITS
+from ..paper.context import RunContext
+from ..paper.profiles import get_profile
+from ..paper.specs import spec_for_notebook
 
-#: registry method -> cost family (methods of one family cost about the same per step)
-FAMILIES: dict[str, str] = {
-    "coftad": "coftad", "coftad_np": "coftad", "pretrained": "features", "random": "features",
-    "ae": "ae", "vae": "ae", "deepsvdd": "deepsvdd", "cutpaste": "cutpaste", "rotnet": "rotnet",
-    "csi": "csi", "cflow": "cflow", "patchcore": "patchcore",
-}
+#: registry method -> cost family (methods of one family cost about the same per step; MethodTraits.family)
+FAMILIES: dict[str, str] = {m: t.family for m, t in TRAITS.items()}
 #: families whose fit does not train (a pass over the shots), so steps do not scale it
-UNTRAINED: frozenset[str] = frozenset({"features", "patchcore"})
+UNTRAINED: frozenset[str] = frozenset(t.family for t in TRAITS.values() if not t.trains)
 #: test images per task of each dataset's full protocol (Sec. IV-A); MVTec, AITEX and Magnetic
 #: Tile vary per category, the value is their mean; used when a table does not cap its test set
 TEST_SIZES: dict[str, int] = {"flowers17": 80, "cifar10c": 10_000, "cifar100c": 5_000, "mvtec": 115,
                               "semicon": 610, "aitex": 300, "magnetic_tile": 400, "folder": 100}
-_NB_TABLE = re.compile(r"^\d\d_table_([IVX]+)_")
-_NB_FIG = re.compile(r"^\d\d_(fig\d)_")
 
 
 def notebook_cells(nb_path: Path, profile: str | Mapping[str, Any], seeds: Sequence[int]) -> list[Cell] | None:
-    """The cells notebook ``nb_path`` asks for (one per fit), built as the notebook builds them; None
-    for notebooks without cells (tour, data preparation). Reads METHODS / EXTRACTORS from its parameters."""
-    from . import rescored_runs as rr
-    from . import table_runs as tr
-    from .figure_runs import figure_cells
-    from .notebook_params import parameters_source
-
-    name = nb_path.name
-    fig = _NB_FIG.match(name)
-    if fig:
-        return figure_cells(fig.group(1), profile, int(seeds[0]))
-    m = _NB_TABLE.match(name)
-    if not m:
-        return None
-    table = m.group(1)
-    params = {}
-    for node in ast.parse(parameters_source(nb_path)).body:
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
-            try:
-                params[node.targets[0].id] = ast.literal_eval(node.value)
-            except ValueError:
-                pass
-    methods = params.get("METHODS") or params.get("EXTRACTORS") or []
-    dataset = {"I": "flowers17", "II": "cifar10c", "III": "cifar100c", "IV": "mvtec", "VIII": "flowers17",
-               "IX": "semicon", "X": "flowers17"}.get(table)
-    if table == "VI":
-        return tr.ablation_cells(profile, seeds)
-    if table in ("VIII", "X"):
-        return rr._one_setting_cells(table, dataset, methods, profile, seeds, None, None)
-    return tr.table_cells(table, dataset, methods, profile, seeds)
-
-
-def is_cached(cell: Cell, table: str, cache_dir: Path, profile: str | Mapping[str, Any]) -> bool:
-    """Whether the work of ``cell`` in its notebook is cached (Tables VIII and X cache their scorings)."""
-    prof = get_profile(profile)
-    key = cell.key(prof["name"])
-    if table == "VIII":
-        parts = {"cell": key, "variants": list(table_limits(prof, "VIII")["scorers"]), "extra": None}
-        return cached("scorers", parts, lambda: None, cache_dir, compute=False) is not None
-    if table == "X":
-        values = [int(v) for v in table_limits(prof, "X")["n_aug"]]
-        parts = {"cell": key, "variants": [f"N_A={v}" for v in values], "extra": {"n_aug": values}}
-        return cached("n_aug_sweep", parts, lambda: None, cache_dir, compute=False) is not None
-    return cell_path(cache_dir, key).exists()
+    """The cells notebook ``nb_path`` asks for (one per fit), from the spec it renders
+    (:func:`~coftad_lib.paper.specs.spec_for_notebook`); None for notebooks without a spec (tour,
+    data preparation, your own data, the study)."""
+    spec = spec_for_notebook(Path(nb_path).stem)
+    return None if spec is None else spec.cells(profile, seeds)
 
 
 def timings_from_cache(cache: str | os.PathLike) -> dict[str, Any]:
@@ -253,15 +208,14 @@ def plan(profile: str | Mapping[str, Any], notebooks: Sequence[Path], seeds: Seq
             rows.append({"notebook": nb.stem, "cells": 0, "cached": 0, "shared": 0, "to_run": 0, "seconds": 0.0,
                          "untimed": 0, "note": "no cells planned (not a table or figure notebook)"})
             continue
-        m = _NB_TABLE.match(nb.name)
-        table = m.group(1) if m else ""
+        spec = spec_for_notebook(nb.stem)
         cached_n = shared = untimed = 0
         secs = 0.0
         for cell in cells:
-            key = cell.key(prof["name"])
-            if is_cached(cell, table, cache_dir, prof):
+            key = cell.key()
+            if spec.is_cached(cell, cache_dir, prof):
                 cached_n += 1
-            elif key in seen and table not in ("VIII", "X"):
+            elif key in seen and spec.shares_cells:
                 shared += 1
             else:
                 t = cell_seconds(cell, timings)
@@ -292,29 +246,23 @@ def format_plan(rows: Sequence[Mapping[str, Any]], timings: Mapping[str, Any], p
     return "\n".join(lines)
 
 
-def print_plan(profile: str, *, only: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
-               data_root: Any = None, prep_dir: Any = None, out_dir: str | os.PathLike = "results",
-               params: Mapping[str, Any] | None = None, notebooks_dir: str | os.PathLike = "notebooks",
+def print_plan(ctx: RunContext, *, only: Sequence[str] | None = None, notebooks_dir: str | os.PathLike = "notebooks",
                timings: str | os.PathLike | None = None) -> int:
-    """CLI ``--plan``: print :func:`format_plan` for the selected notebooks; returns exit code 0.
+    """CLI ``--plan``: print :func:`format_plan` for the selected notebooks of run ``ctx``; returns 0.
 
-    ``data_root`` and ``prep_dir`` are accepted for symmetry with a run; of ``params`` only the
-    profile overrides count (as in a run). A plan reads only the cache (``<out_dir>/cache``) and
-    the notebooks' parameter cells.
+    A plan reads only the cache (``<out_dir>/cache``) and the specs of the notebooks.
     """
-    from . import cache_dir
-    from .runner import discover, select
+    from .series import discover, select
 
-    prof, _ = run_profile(profile, params)
-    seed_list = [int(s) for s in (seeds if seeds is not None else prof["seeds"])]
+    prof = ctx.settings
     notebooks = select(discover(notebooks_dir), only)
     if timings:
         table = load_timings(timings)
     else:
-        cells = [c for nb in notebooks for c in (notebook_cells(nb, prof, seed_list) or [])]
+        cells = [c for nb in notebooks for c in (notebook_cells(nb, prof, ctx.seeds) or [])]
         print(f"[plan] calibrating {len({FAMILIES.get(c.method) for c in cells} - {None})} method families ...",
               flush=True)
         table = calibrate(sorted({FAMILIES[c.method] for c in cells if c.method in FAMILIES}), prof)
-    rows = plan(prof, notebooks, seed_list, cache_dir(out_dir), table)
-    print(format_plan(rows, table, prof["name"]))
+    rows = plan(prof, notebooks, ctx.seeds, ctx.cache_dir, table)
+    print(format_plan(rows, table, ctx.name))
     return 0

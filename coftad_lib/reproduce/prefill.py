@@ -20,10 +20,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..engine.cells import Cell
 from ..errors import COFTADInputError
-from . import prep_runs
-from .cells import Cell
-from .profiles import run_profile
+from ..paper import prep_runs
+from ..paper.context import RunContext
 
 #: dataset -> how to prepare it from the raw data, as its data_prep notebook does (seed 0)
 PREPARE: dict[str, Callable[[Mapping[str, Any], Path, Path], prep_runs.PrepResult]] = {
@@ -45,7 +45,7 @@ def cells_by_notebook(notebooks: Sequence[Path], prof: Mapping[str, Any],
     for nb in notebooks:
         new = []
         for cell in notebook_cells(nb, prof, seeds) or []:
-            key = cell.key(prof["name"])
+            key = cell.key()
             if key not in seen:
                 seen.add(key)
                 new.append(cell)
@@ -64,45 +64,34 @@ def prepare_data(cells: Sequence[Cell], prof: Mapping[str, Any], root: Path, pre
     return lines
 
 
-def prefill(profile: str, *, only: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
-            strict: bool = False, data_root: str | os.PathLike | None = None,
-            prep_dir: str | os.PathLike = "prepared_data", out_dir: str | os.PathLike = "results",
-            params: Mapping[str, Any] | None = None, notebooks_dir: str | os.PathLike = "notebooks",
-            executor: str = "local", address: str | None = None, gpus_per_cell: float | None = None,
-            pack: int | None = None, workers: int | None = None) -> int:
-    """CLI ``--cells-only``: prepare data, compute every planned cell into ``<out_dir>/cache``.
+def prefill(ctx: RunContext, *, only: Sequence[str] | None = None, strict: bool = False,
+            notebooks_dir: str | os.PathLike = "notebooks") -> int:
+    """CLI ``--cells-only``: prepare data, compute every cell the selected notebooks' specs need into
+    ``<out_dir>/cache`` of run ``ctx``.
 
-    Only the profile overrides of ``params`` count (``backbone=...``), as in a run. Returns 1 when
-    any cell failed, else 3 when ``strict`` and a cell's data or weights were missing, else 0 (the
-    missing cells counted in the printed summary). Every finished cell is in the cache either way.
+    Returns 1 when any cell failed, else 3 when ``strict`` and a cell's data or weights were
+    missing, else 0 (the missing cells counted in the printed summary). Every finished cell is in
+    the cache either way.
     """
-    from . import cache_dir
-    from .cells import data_roots
-    from .executors import get_executor
-    from .runner import default_data_root, discover, select
+    from .series import discover, select
 
-    prof, _ = run_profile(profile, params)
-    seed_list = [int(s) for s in (seeds if seeds is not None else prof["seeds"])]
+    prof = ctx.settings
     notebooks = select(discover(notebooks_dir), only)
     if not notebooks:
         raise COFTADInputError(f"no notebooks named NN_*.ipynb in {notebooks_dir}")
-    work = [(nb, cells) for nb, cells in cells_by_notebook(notebooks, prof, seed_list) if cells]
+    work = [(nb, cells) for nb, cells in cells_by_notebook(notebooks, prof, ctx.seeds) if cells]
     if not work:
         raise COFTADInputError(f"--cells-only: the selected notebooks ({', '.join(nb.stem for nb in notebooks)}) "
                                "have no cells")
-    root = Path(data_root).resolve() if data_root is not None else default_data_root().resolve()
-    prep = Path(prep_dir).resolve()
-    wanted = {"ray": ("address", "gpus_per_cell"), "pool": ("workers",)}.get(executor, ())
-    options = {k: v for k, v in (("address", address), ("gpus_per_cell", gpus_per_cell), ("pack", pack),
-                                 ("workers", workers)) if v is not None and (k in wanted or k == "pack")}
-    ex = get_executor(executor, **options)
+    root, prep = Path(ctx.data_root), Path(ctx.prep_dir)
+    ex = ctx.make_executor()
     records: list[dict[str, Any]] = []
     # Notebook by notebook, each preparing its own data first: a run stopped by a time limit has
     # the first notebooks' cells cached, not a half-built CIFAR-10-C and nothing else.
     for nb, cells in work:
         prepare_data(cells, prof, root, prep)
-        records += ex.run(cells, data_roots(root, prep), cache_dir(out_dir), prof, desc=nb.stem)
-    print(format_counts(records, cache_dir(out_dir)))
+        records += ex.run(cells, ctx.data_roots, ctx.cache_dir, ctx.name, desc=nb.stem)
+    print(format_counts(records, ctx.cache_dir))
     statuses = {r.get("status") for r in records}
     return 1 if "failed" in statuses else 3 if strict and "missing" in statuses else 0
 

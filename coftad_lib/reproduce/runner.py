@@ -15,36 +15,32 @@ status); 3 ``strict`` and some dataset or weights were missing. Bad arguments ra
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import json
 import os
-import re
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..engine.cache import atomic_write_json, atomic_write_text
+from ..engine.migrate import ensure_migrated
+from ..engine.status import display_path, read_status, relative_to_roots, status_path, summary_roots
 from ..errors import COFTADInputError
-from .cache import atomic_write_json, atomic_write_text
-from .executors import ENV_GPUS_PER_CELL, ENV_RAY_ADDRESS, check_executor
+from ..kernel_quiet import quiet_kernel_kwargs
+from ..paper.context import RunContext
+from ..paper.migration import migrate_run
+from .data_fetch import fetch_data
 from .notebook_params import check_parameters, parameter_names
-from .packing import ENV_PACK, check_pack
-from .pool import ENV_WORKERS, check_workers
-from .profiles import run_profile
-from .status import (
-    ENV_NOTEBOOK,
-    ENV_PROFILE,
-    display_path,
-    read_status,
-    relative_to_roots,
-    status_path,
-)
+from .series import build_context, default_data_root, discover, out_lock, select  # noqa: F401  (re-exported)
 
-NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_.+\.ipynb$")
-#: the parameters every notebook of the series must declare
-REQUIRED_PARAMS: tuple[str, ...] = ("PROFILE", "SEEDS", "DATA_ROOT", "PREP_DIR", "OUT_DIR")
+#: the parameters every notebook of the series must declare (:meth:`RunContext.notebook_params`)
+REQUIRED_PARAMS: tuple[str, ...] = ("PROFILE", "SEEDS", "DATA_ROOT", "PREP_DIR", "OUT_DIR", "NOTEBOOK", "OVERRIDES")
+#: the parameters of notebooks that run cells (those that declare EXECUTOR)
+EXECUTOR_PARAMS: tuple[str, ...] = ("EXECUTOR", "EXECUTOR_OPTIONS")
 
 #: where data_prep notebooks write derived datasets (CIFAR-C, AITEX crops, SemiCon slices);
 #: table notebooks search DATA_ROOT first, then this folder.
@@ -65,29 +61,6 @@ class NotebookResult:
     executed: str = ""
     profile: str = ""
     failed_cells: list[dict[str, Any]] = field(default_factory=list)
-
-
-def discover(notebooks_dir: str | os.PathLike) -> list[Path]:
-    """Notebooks named ``NN_*.ipynb`` in ``notebooks_dir``, in name order."""
-    folder = Path(notebooks_dir)
-    if not folder.is_dir():
-        raise COFTADInputError(f"notebooks folder {folder} does not exist")
-    return sorted(p for p in folder.iterdir() if NOTEBOOK_PATTERN.match(p.name))
-
-
-def select(notebooks: Sequence[Path], only: Sequence[str] | None) -> list[Path]:
-    """Notebooks matching ``only`` tokens: ``"04"`` (number), ``"04_mvtec"`` (stem) or ``"mvtec"`` (stem sans number)."""
-    if not only:
-        return list(notebooks)
-    chosen: list[Path] = []
-    for token in only:
-        token = token.strip().removesuffix(".ipynb")
-        hits = [p for p in notebooks if token in (p.stem[:2], p.stem, p.stem[3:])]
-        if not hits:
-            names = ", ".join(p.stem for p in notebooks) or "none"
-            raise COFTADInputError(f"--only {token!r} matches no notebook; available: {names}")
-        chosen.extend(h for h in hits if h not in chosen)
-    return sorted(chosen)
 
 
 def check_kernel(kernel_name: str) -> None:
@@ -115,51 +88,41 @@ def check_kernel(kernel_name: str) -> None:
         )
 
 
-@contextlib.contextmanager
-def _environ(**values: str) -> Iterator[None]:
-    """Set environment variables for the kernel subprocess, restoring them afterwards."""
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def execute(nb_path: Path, out_dir: Path, params: Mapping[str, Any], kernel_name: str,
-            profile: str, log_output: bool = False, env: Mapping[str, str] | None = None) -> NotebookResult:
+            profile: str, log_output: bool = False) -> NotebookResult:
     """Run one notebook with papermill into ``out_dir/executed``; read the status it wrote.
 
-    ``env``: extra environment variables for the kernel (the executor's cluster address).
+    The executed copy is written beside its final name and renamed into place, so a reader never
+    sees half a notebook and a killed run leaves the previous copy whole.
     """
     import papermill as pm
 
     name = nb_path.stem
     executed = out_dir / "executed" / nb_path.name
     executed.parent.mkdir(parents=True, exist_ok=True)
+    tmp = executed.parent / f".{nb_path.stem}.{uuid.uuid4().hex}.tmp.ipynb"
     stale = status_path(out_dir, name)
     if stale.exists():
         stale.unlink()  # a status left from an earlier run must not pass for this one
     t0 = time.perf_counter()
     error = ""
     try:
-        with _environ(**{ENV_NOTEBOOK: name, ENV_PROFILE: profile, **(env or {})}):
-            pm.execute_notebook(str(nb_path), str(executed), parameters=dict(params), kernel_name=kernel_name,
-                                cwd=str(nb_path.parent), progress_bar=False, log_output=log_output)
+        pm.execute_notebook(str(nb_path), str(tmp), parameters=dict(params), kernel_name=kernel_name,
+                            cwd=str(nb_path.parent), progress_bar=False, log_output=log_output,
+                            **quiet_kernel_kwargs())
     except pm.PapermillExecutionError as exc:
         error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
     except Exception as exc:  # kernel death, timeouts: report and go on with the next notebook
         error = f"{type(exc).__name__}: {exc}"
+    finally:
+        if tmp.exists():
+            os.replace(tmp, executed)  # papermill writes the failed notebook too: keep it to read
     seconds = round(time.perf_counter() - t0, 1)
     st = read_status(out_dir, name)
     if error:
         status = "failed"
     elif st is None:
-        status, error = "no status", "notebook did not call coftad_lib.reproduce.record_status()"
+        status, error = "no status", "notebook did not call record_status() (run.record_status)"
     else:
         status = st.get("status", "ok")
     failed = (st or {}).get("failed", [])
@@ -187,12 +150,6 @@ def format_summary(results: Sequence[NotebookResult], roots: Mapping[str, str] |
         err = relative_to_roots(r.error, roots or {}).replace("|", "\\|").replace("\n", " ")[:200]
         lines.append(f"| {r.name} | {r.status} | {r.seconds:.1f} | {miss} | {err} |")
     return "\n".join(lines)
-
-
-def summary_roots(meta: Mapping[str, Any]) -> dict[str, str]:
-    """The folders that messages are printed relative to: ``{"DATA_ROOT": ..., "PREP_DIR": ..., "OUT_DIR": ...}``."""
-    return {name: str(meta[key]) for name, key in (("DATA_ROOT", "data_root"), ("PREP_DIR", "prep_dir"),
-                                                   ("OUT_DIR", "out_dir")) if meta.get(key)}
 
 
 def write_summary(results: Sequence[NotebookResult], out_dir: Path, meta: Mapping[str, Any]) -> Path:
@@ -227,81 +184,75 @@ def write_summary(results: Sequence[NotebookResult], out_dir: Path, meta: Mappin
     return atomic_write_text(runs / "summary.md", "\n".join(head) + "\n")
 
 
-def default_data_root(repo: Path | None = None) -> Path:
-    """``$COFTAD_DATA_ROOT``, else ``<repo>/data`` if present, else ``<repo>/../shared/data`` if present, else ``<repo>/data``."""
-    if os.environ.get("COFTAD_DATA_ROOT"):
-        return Path(os.environ["COFTAD_DATA_ROOT"])
-    repo = repo or Path.cwd()
-    for cand in (repo / "data", repo.parent / "shared" / "data"):
-        if cand.is_dir():
-            return cand
-    return repo / "data"
+def notebook_params(ctx: RunContext, nb: Path, extra: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters notebook ``nb`` gets: the context's (EXECUTOR / EXECUTOR_OPTIONS only where the
+    notebook declares EXECUTOR) and the other ``--param`` values."""
+    values = {**dataclasses.replace(ctx, notebook=nb.stem).notebook_params(), **extra}
+    if "EXECUTOR" not in parameter_names(nb):
+        for key in EXECUTOR_PARAMS:
+            values.pop(key)
+    return values
 
 
 def run_series(profile: str, *, only: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
                strict: bool = False, data_root: str | os.PathLike | None = None,
-               prep_dir: str | os.PathLike = DEFAULT_PREP_DIR, out_dir: str | os.PathLike = "results", params: Mapping[str, Any] | None = None,
-               notebooks_dir: str | os.PathLike = "notebooks", kernel_name: str = "python3",
-               log_output: bool = False, report: bool = True, executor: str = "local",
-               address: str | None = None, gpus_per_cell: float | None = None,
-               pack: int | None = None, workers: int | None = None) -> tuple[int, list[NotebookResult]]:
+               prep_dir: str | os.PathLike = DEFAULT_PREP_DIR, out_dir: str | os.PathLike = "results",
+               params: Mapping[str, Any] | None = None, notebooks_dir: str | os.PathLike = "notebooks",
+               kernel_name: str = "python3", log_output: bool = False, report: bool = True,
+               executor: str = "local", address: str | None = None, gpus_per_cell: float | None = None,
+               pack: int | None = None, workers: int | None = None, download: bool | None = None,
+               data_mirror: str | None = None) -> tuple[int, list[NotebookResult]]:
     """Run the selected notebooks in order; write the summary and the report; return (exit code, results).
 
-    Parameters given to each notebook: PROFILE, SEEDS (``seeds`` or the profile's), DATA_ROOT,
-    PREP_DIR and OUT_DIR (absolute paths), ``params``, and EXECUTOR to the notebooks that declare
-    it (those that run cells); ``address`` / ``gpus_per_cell`` reach ``EXECUTOR = "ray"`` through
-    the environment (:mod:`coftad_lib.reproduce.executors`), and so does ``pack`` (COFT-AD cells
-    fitted per batched step, :mod:`coftad_lib.reproduce.packing`), and ``workers`` (processes of
-    ``EXECUTOR = "pool"``, :mod:`coftad_lib.reproduce.pool`). ``params`` named in
-    :data:`~coftad_lib.reproduce.profiles.OVERRIDE_KEYS` (``backbone``, ``steps``, ...) change the
-    profile instead: ``paper`` with ``backbone=efficientnet_lite0`` runs as the profile
-    ``paper+backbone=efficientnet_lite0``. All selected notebooks are checked for unknown
-    parameters, and Ray for being installed, before the first one runs.
+    One :class:`~coftad_lib.paper.context.RunContext` (:func:`~coftad_lib.reproduce.series.build_context`)
+    gives every notebook PROFILE, SEEDS, DATA_ROOT, PREP_DIR and OUT_DIR (absolute paths), NOTEBOOK
+    (its stem), OVERRIDES (``params`` named in :data:`~coftad_lib.paper.profiles.OVERRIDE_KEYS`:
+    ``backbone``, ``steps``, ...), and EXECUTOR / EXECUTOR_OPTIONS (``pack``, ``workers``,
+    ``address``, ``gpus_per_cell``) to the notebooks that run cells; other ``params`` go as they
+    are. All selected notebooks are checked for unknown parameters, and Ray for being installed,
+    before the first one runs. A second runner on the same ``out_dir`` fails at once
+    (:func:`~coftad_lib.reproduce.series.out_lock`). Then the public datasets the notebooks need and
+    lack are fetched into the data root (:func:`~coftad_lib.reproduce.data_fetch.fetch_data`;
+    ``download=False`` fetches nothing, ``data_mirror`` names a mirror).
     """
-    # --param backbone=efficientnet_lite0: a derived profile, "paper+backbone=..."
-    prof, params = run_profile(profile, params)
-    seeds = [int(s) for s in (seeds if seeds is not None else prof["seeds"])]
-    out = Path(out_dir).resolve()
-    root = Path(data_root).resolve() if data_root is not None else default_data_root().resolve()
+    ctx, params = build_context(profile, seeds=seeds, data_root=data_root, prep_dir=prep_dir, out_dir=out_dir,
+                                params=params, executor=executor, address=address, gpus_per_cell=gpus_per_cell,
+                                pack=pack, workers=workers)
     notebooks = select(discover(notebooks_dir), only)
     if not notebooks:
         raise COFTADInputError(f"no notebooks named NN_*.ipynb in {notebooks_dir}")
-    clash = sorted(set(params or {}) & set(REQUIRED_PARAMS))
+    clash = sorted(set(params) & {*REQUIRED_PARAMS, *EXECUTOR_PARAMS})
     if clash:
-        raise COFTADInputError(f"--param {', '.join(clash)}: set these with --profile/--seeds/--data-root/--out")
-    prep = Path(prep_dir).resolve()
-    values = {"PROFILE": prof["name"], "SEEDS": seeds, "DATA_ROOT": str(root), "PREP_DIR": str(prep),
-              "OUT_DIR": str(out), **(params or {})}
-    check_executor(executor)
-    per_nb = {nb: {**values, **({"EXECUTOR": executor} if "EXECUTOR" in parameter_names(nb) else {})}
-              for nb in notebooks}
+        raise COFTADInputError(f"--param {', '.join(clash)}: set these with --profile/--seeds/--data-root/--out/--executor")
+    per_nb = {nb: notebook_params(ctx, nb, params) for nb in notebooks}
     for nb in notebooks:
         check_parameters(nb, per_nb[nb])
     check_kernel(kernel_name)
-    if pack is not None:
-        check_pack(pack, "--pack")
-    if workers is not None:
-        check_workers(workers)
-    env = {k: str(v) for k, v in ((ENV_RAY_ADDRESS, address), (ENV_GPUS_PER_CELL, gpus_per_cell), (ENV_PACK, pack),
-                                  (ENV_WORKERS, workers)) if v is not None}
-    results = []
-    for nb in notebooks:
-        print(f"[reproduce] {nb.name} ...", flush=True)
-        res = execute(nb, out, per_nb[nb], kernel_name, prof["name"], log_output=log_output, env=env)
-        print(f"[reproduce] {nb.name}: {res.status} in {res.seconds:.1f} s {res.error}".rstrip(), flush=True)
-        results.append(res)
-    meta = {"profile": prof["name"], "seeds": seeds, "strict": strict, "data_root": str(root),
-            "prep_dir": str(prep), "out_dir": str(out), "executor": executor, "pack": pack or 1,
-            "workers": workers,
-            "notebooks": [nb.name for nb in notebooks], "params": json.loads(json.dumps(params or {}, default=str))}
-    summary = write_summary(results, out, meta)
-    print(format_summary(results, summary_roots(meta)))
-    print(f"[reproduce] summary: {summary}")
-    code = exit_code(results, strict)
-    if report:
-        from ..report import write_report
+    out = Path(ctx.out_dir)
+    with out_lock(out):
+        moved = ensure_migrated(ctx.cache_dir) + migrate_run(ctx)
+        if moved:
+            print(f"[reproduce] {moved} cached cells moved to keys without the profile name", flush=True)
+        fetch_data(ctx, notebooks, download=download, mirror=data_mirror)
+        results = []
+        for nb in notebooks:
+            print(f"[reproduce] {nb.name} ...", flush=True)
+            res = execute(nb, out, per_nb[nb], kernel_name, ctx.name, log_output=log_output)
+            print(f"[reproduce] {nb.name}: {res.status} in {res.seconds:.1f} s {res.error}".rstrip(), flush=True)
+            results.append(res)
+        meta = {"profile": ctx.name, "seeds": list(ctx.seeds), "strict": strict, "data_root": ctx.data_root,
+                "prep_dir": ctx.prep_dir, "out_dir": ctx.out_dir, "executor": ctx.executor,
+                "pack": ctx.executor_options.get("pack", 1), "workers": ctx.executor_options.get("workers"),
+                "notebooks": [nb.name for nb in notebooks], "overrides": dict(ctx.overrides),
+                "params": json.loads(json.dumps(params, default=str))}
+        summary = write_summary(results, out, meta)
+        print(format_summary(results, summary_roots(meta)))
+        print(f"[reproduce] summary: {summary}")
+        code = exit_code(results, strict)
+        if report:
+            from ..paper.report import write_report
 
-        print(f"[reproduce] report: {write_report(out)}")
+            print(f"[reproduce] report: {write_report(out)}")
     if code == EXIT_STRICT:
         print("[reproduce] --strict: datasets or weights are missing (see the summary for how to get them)")
     return code, results

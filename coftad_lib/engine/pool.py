@@ -3,7 +3,7 @@
 For one machine without Ray, above all one GPU that a single small fit leaves mostly idle (issue 9,
 item 2a): ``workers`` processes each take one cell (or one pack, with ``--pack``) at a time, so N
 fits run at once on the same device. The driver keeps the bookkeeping of every executor (cache
-reads, de-duplication, records written as they arrive, :class:`~coftad_lib.reproduce.executors._Base`).
+reads, de-duplication, records written as they arrive, :class:`~coftad_lib.engine.driver.Driver`).
 
 Workers are spawned, not forked (CUDA cannot be used in a forked child), and hold their own image
 cache. Each gets ``threads`` torch threads (default: this machine's cores / workers, so N workers
@@ -24,10 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import COFTADInputError
-from .executors import OnDone, _Base
-
-#: environment variable that carries ``--workers`` from the runner to the notebooks' executors
-ENV_WORKERS = "COFTAD_WORKERS"
+from .driver import Driver, OnDone
 
 
 def check_workers(workers: Any) -> int:
@@ -95,7 +92,7 @@ def _worker(index: int, threads: int, inbox: Any, outbox: Any, initializer: Call
             outbox.put(_dumps((index, key, False, RuntimeError(f"the result of {key} cannot be sent back: {exc}"))))
 
 
-class PoolExecutor(_Base):
+class PoolExecutor(Driver):
     """Cells in ``workers`` spawned processes of this machine.
 
     Args:
@@ -103,7 +100,7 @@ class PoolExecutor(_Base):
         threads: torch threads per worker; default ``os.cpu_count() // workers`` (at least 1).
         max_retries: new tries of a cell whose worker died.
         initializer: called once in each new worker before its first cell (picklable by reference).
-        pack: COFT-AD cells fitted per batched step (see :mod:`coftad_lib.reproduce.packing`).
+        pack: COFT-AD cells fitted per batched step (see :mod:`coftad_lib.engine.packing`).
     """
 
     name = "pool"

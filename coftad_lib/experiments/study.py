@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import COFTADInputError
+from ..errors import COFTADInputError
 
 #: keys that decide the starting features; a configuration's baseline keeps them and sets steps=0
 START_KEYS: tuple[str, ...] = ("pretrained", "feature_stage", "backbone")
@@ -107,7 +107,7 @@ def family(name: str) -> Protocol:
 
 def available(overrides: Mapping[str, Any]) -> str | None:
     """None when COFTADConfig has every key of ``overrides``, else why the row cannot run."""
-    from .coftad import COFTADConfig
+    from ..coftad import COFTADConfig
 
     missing = sorted(set(overrides) - {f.name for f in dataclasses.fields(COFTADConfig)})
     return f"COFTADConfig has no {', '.join(missing)} yet" if missing else None
@@ -165,8 +165,8 @@ def drift(before: np.ndarray, after: np.ndarray) -> np.ndarray:
 
 def unit_cell(fam: Protocol, task: str, shots: int, seed: int, config: Mapping[str, Any],
               device: str = "cpu"):
-    """The :class:`~coftad_lib.reproduce.Cell` naming one study unit (its key, its task protocol)."""
-    from .reproduce import Cell
+    """The :class:`~coftad_lib.engine.cells.Cell` naming one study unit (its key, its task protocol)."""
+    from ..engine.cells import Cell
 
     kwargs = {"backbone": "efficientnet_lite0", "preset": fam.preset, "image_size": fam.image_size,
               "device": device, "progress": False, **config}
@@ -179,11 +179,11 @@ def unit_cell(fam: Protocol, task: str, shots: int, seed: int, config: Mapping[s
 
 def _fit_and_measure(cell, data_root) -> dict[str, Any]:
     """Fit COFT-AD for ``cell``; AUROC, drift of the test features, loss curve, timings."""
-    from .coftad import COFTAD
-    from .images import images_to_tensor
-    from .metrics import auroc
-    from .reproduce import load_cell_task
-    from .versions import versions
+    from ..coftad import COFTAD
+    from ..engine.cells import load_cell_task
+    from ..images import images_to_tensor
+    from ..metrics import auroc
+    from ..versions import versions
 
     task = load_cell_task(cell, data_root)
     det = COFTAD(seed=cell.seed, **cell.method_kwargs)
@@ -207,7 +207,7 @@ def _fit_and_measure(cell, data_root) -> dict[str, Any]:
 def _key_parts(cell) -> dict[str, Any]:
     # The code fingerprint, as in a table cell's key: a unit computed by older method code is not
     # read back as this code's result (round 1's units were, which mixed two codes in one table).
-    from .reproduce.fingerprint import code_fingerprint
+    from ..engine.fingerprint import code_fingerprint
 
     return {"cell": cell.work(), "schema": 1, "code": code_fingerprint()}
 
@@ -215,23 +215,21 @@ def _key_parts(cell) -> dict[str, Any]:
 def is_cached(fam: Protocol, task: str, shots: int, seed: int, config: Mapping[str, Any], cache_dir,
               device: str = "cpu") -> bool:
     """Whether :func:`run_unit` would read this unit back instead of fitting (same file as ``cached``)."""
-    from pathlib import Path
+    from ..engine.cache import cached
 
-    from .reproduce import digest
-
-    key = digest({"name": "study", "parts": _key_parts(unit_cell(fam, task, shots, seed, config, device))})
-    return (Path(cache_dir) / "misc" / f"study-{key}.json").exists()
+    parts = _key_parts(unit_cell(fam, task, shots, seed, config, device))
+    return cached("study", parts, lambda: None, cache_dir, compute=False) is not None
 
 
 def run_unit(fam: Protocol, task: str, shots: int, seed: int, name: str, config: Mapping[str, Any],
              data_root, cache_dir, device: str = "cpu") -> dict[str, Any]:
-    """One study row, computed once and cached (:func:`coftad_lib.reproduce.cached`); a rerun resumes.
+    """One study row, computed once and cached (:func:`coftad_lib.engine.cache.cached`); a rerun resumes.
 
     Keys: family, task, shots, seed, config, start, protocol, overrides, auroc (%), drift_normal and
     drift_anomalous (mean cosine of the test features before/after fine-tuning), loss_first/last,
     timings, versions (library, packages, commit, device), and ``history`` (loss per step).
     """
-    from .reproduce import cached
+    from ..engine.cache import cached
 
     cell = unit_cell(fam, task, shots, seed, config, device)
     rec = cached("study", _key_parts(cell), lambda: _fit_and_measure(cell, data_root), cache_dir)
@@ -369,7 +367,7 @@ def live_demo(data_root, cache_dir, device: str = "cpu") -> pd.DataFrame:
     Returns the rows (pretrained, COFT-AD w/o np) with their gain over the start; a missing dataset
     gives one row with ``status`` "missing" and the loader's message instead.
     """
-    from .errors import DatasetNotFoundError
+    from ..errors import DatasetNotFoundError
 
     fam = dataclasses.replace(FAMILIES["cifar"], image_size=32, max_test_per_class=10)
     tiny = {"batch_size": 4, "n_aug": 2}

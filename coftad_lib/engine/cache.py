@@ -8,18 +8,17 @@ of canonical JSON (sorted keys), so equal work gives equal keys on every machine
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
 import os
-import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 
+from ..atomic_files import atomic_open
 from ..errors import COFTADInputError
 
 
@@ -41,26 +40,16 @@ def digest(obj: Any, what: str = "cache key") -> str:
 
 
 def atomic_write(path: str | os.PathLike, writer: Callable[[BinaryIO], None]) -> Path:
-    """Create ``path`` from ``writer(file)`` atomically: temp file in the same folder, fsync, os.replace.
+    """Create ``path`` from ``writer(file)`` atomically (:func:`coftad_lib.atomic_files.atomic_open`:
+    temp file in the same folder, fsync, os.replace, the user's umask); parent folders are created.
 
     If ``writer`` raises, the temporary file is removed, ``path`` is left as it was, and the
     exception propagates.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    # os.open with 0o666 honours the umask (mkstemp would leave files private to this user)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            writer(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb") as fh:
+        writer(fh)
     return path
 
 
@@ -124,3 +113,8 @@ def cached(name: str, key_parts: Any, fn: Callable[[], Any], cache_dir: str | os
     atomic_write_json(js, {"name": name, "key_parts": key_parts, "value": value})
     return json.loads(js.read_text())["value"]
 
+
+
+def cache_dir(out_dir: str | os.PathLike) -> Path:
+    """The cell cache inside a run's output folder: ``<out_dir>/cache``."""
+    return Path(out_dir) / "cache"

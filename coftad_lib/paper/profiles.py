@@ -24,7 +24,9 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from ..engine.cells import Cell, loader_params
 from ..errors import COFTADInputError
+from ..methods.traits import methods_with
 
 _FLOWER_PAIR = ["Daffodil/Tulip", "Tulip/Daffodil"]
 _INDUSTRIAL = ["semicon", "aitex", "magnetic_tile"]
@@ -41,7 +43,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "n_aug": 10,
         "seeds": [0],
         "device": "auto",
-        # Per-method detector kwargs over the ones above, applied by table_runs.table_cells. CSI
+        # Per-method detector kwargs over the ones above, applied by make_cell. CSI
         # feeds 2 views x 4 rotations of every batch image through the backbone, RotNet 4
         # rotations: at batch 16 one CSI fit took 33 s on one CPU core, RotNet 15 s, COFT-AD 14 s.
         # Smaller batches bring both to COFT-AD's cost (~32 backbone passes per step).
@@ -145,7 +147,7 @@ def preset_for(dataset: str) -> str:
 
 #: kwargs every detector accepts (the make_detector contract); n_aug only for Gaussian-scored ones
 COMMON_DETECTOR_KEYS: tuple[str, ...] = ("backbone", "image_size", "steps", "batch_size", "device")
-GAUSSIAN_METHODS: frozenset[str] = frozenset({"coftad", "coftad_np", "pretrained", "random"})
+GAUSSIAN_METHODS: frozenset[str] = methods_with(gaussian=True)  # MethodTraits.gaussian
 
 
 #: profile fields a run may override (``--param backbone=efficientnet_lite0``), with their types
@@ -158,23 +160,17 @@ def split_overrides(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str
     return over, {k: v for k, v in params.items() if k not in OVERRIDE_KEYS}
 
 
-def run_profile(profile: str, params: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(the profile a run uses, its other notebook parameters): ``params`` named in
-    :data:`OVERRIDE_KEYS` make the derived profile (``paper+backbone=efficientnet_lite0``)."""
-    overrides, rest = split_overrides(params or {})
-    return get_profile(derived_name(profile, overrides) if overrides else profile), rest
+def check_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``overrides`` with each value converted to its field's type (:data:`OVERRIDE_KEYS`), sorted by key."""
+    return {k: _override_value(k, overrides[k]) for k in sorted(overrides)}
 
 
 def derived_name(base: str, overrides: Mapping[str, Any]) -> str:
     """``paper`` + ``{"backbone": "efficientnet_lite0"}`` -> ``"paper+backbone=efficientnet_lite0"``.
 
-    The overrides are part of the name because the name is part of every cell's cache key and
-    record: a derived profile's cells are cached apart from its base's and say what they ran.
+    A label for people (summaries, records, the report); nothing parses it, and cell keys do not
+    contain it (a cell's key is what it computes).
     """
-    for key, value in overrides.items():
-        _override_value(key, value)
-        if "+" in str(value) or "=" in str(value):
-            raise COFTADInputError(f"profile override {key}={value!r}: '+' and '=' cannot appear in a value")
     return "+".join([base, *(f"{k}={overrides[k]}" for k in sorted(overrides))])
 
 
@@ -191,23 +187,28 @@ def _override_value(key: str, value: Any) -> Any:
     return out
 
 
-def _derived(name: str) -> dict[str, Any]:
-    """The profile ``base+key=value+...``: ``base`` with those fields replaced (:data:`OVERRIDE_KEYS`).
+def derive(base: str | Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Profile ``base`` with the fields of ``overrides`` replaced (:data:`OVERRIDE_KEYS`), as data.
 
     A new backbone also becomes Table VI's only column: the paper's ResNet18 / ResNet50 columns are
     then both stood in for by that backbone (the notebook maps it to the ResNet18 column).
+    ``name`` becomes :func:`derived_name` (a label), ``base`` the named profile it starts from.
     """
-    base, *parts = name.split("+")
     prof = get_profile(base)
-    for part in parts:
-        key, sep, raw = part.partition("=")
-        if not sep:
-            raise COFTADInputError(f"profile={name!r}: {part!r} is not key=value")
-        prof[key] = _override_value(key, raw)
-    if "backbone" in {p.partition("=")[0] for p in parts} and "VI" in prof["limits"]:
+    over = check_overrides(overrides or {})
+    if not over:
+        return prof
+    prof.update(over)
+    if "backbone" in over and "VI" in prof["limits"]:
         prof["limits"]["VI"]["backbones"] = [prof["backbone"]]
-    prof.update(name=name, base=prof.get("base", base))
+    root = str(prof.get("base", prof["name"]))
+    prof.update(name=derived_name(prof["name"], over), base=root)
     return prof
+
+
+def profile_label(profile: str | Mapping[str, Any]) -> str:
+    """The name that labels a run's records: the profile's own name (a string stays as it is)."""
+    return profile if isinstance(profile, str) else str(profile["name"])
 
 
 def base_name(profile: str | Mapping[str, Any]) -> str:
@@ -217,8 +218,8 @@ def base_name(profile: str | Mapping[str, Any]) -> str:
 
 
 def get_profile(name: str | Mapping[str, Any]) -> dict[str, Any]:
-    """A deep copy of profile ``name`` (``"smoke"``, ``"paper"``, ``"paper-dry"``, or one of them with
-    overrides, ``"paper+backbone=efficientnet_lite0"``); a dict is validated and copied.
+    """A deep copy of profile ``name`` (``"smoke"``, ``"paper"``, ``"paper-dry"``); a dict (e.g. from
+    :func:`derive`) is validated and copied.
 
     Raises:
         COFTADInputError: unknown profile name or override, or a dict without the keys every profile has.
@@ -228,8 +229,6 @@ def get_profile(name: str | Mapping[str, Any]) -> dict[str, Any]:
         if missing:
             raise COFTADInputError(f"profile dict lacks {sorted(missing)}; start from get_profile('smoke')")
         return copy.deepcopy(dict(name))
-    if isinstance(name, str) and "+" in name:
-        return _derived(name)
     if name not in PROFILES:
         raise COFTADInputError(f"profile={name!r} is not known; choose one of {', '.join(PROFILES)}")
     return copy.deepcopy(PROFILES[name])
@@ -249,7 +248,8 @@ def detector_kwargs(profile: str | Mapping[str, Any], method: str, **overrides: 
     """make_detector kwargs from a profile: backbone, image_size, steps, batch_size, device, progress=False (+ n_aug).
 
     ``n_aug`` (N_A of Eq. 7) is added for the Gaussian-scored methods (:data:`GAUSSIAN_METHODS`).
-    ``seed`` is not included: :func:`coftad_lib.reproduce.cells.run_cell` passes the cell's seed.
+    ``seed`` is not included: :func:`coftad_lib.engine.cells.run_cell` passes the cell's seed.
+    Gaussian-scored methods are those whose registry entry says so (``MethodSpec.gaussian``).
     ``overrides`` replace or add keys (e.g. ``lambda_np=0.0`` for an ablation).
     """
     prof = get_profile(profile)
@@ -260,3 +260,34 @@ def detector_kwargs(profile: str | Mapping[str, Any], method: str, **overrides: 
         kw["n_aug"] = prof["n_aug"]
     kw.update(overrides)
     return kw
+
+
+def make_cell(table: str, dataset: str, task: str, shots: int, method: str, seed: int,
+              profile: str | Mapping[str, Any], *, setting: str | None = None, label: str | None = None,
+              kind: str = "score", task_args: Mapping[str, Any] | None = None,
+              **method_overrides: Any) -> Cell:
+    """A :class:`~coftad_lib.engine.cells.Cell` with the profile's detector kwargs and the table's test cap.
+
+    ``method_kwargs`` = :func:`detector_kwargs` (backbone, image_size, steps, batch_size, device, and
+    n_aug for Gaussian-scored methods), updated by the profile's ``method_overrides[method]``, then
+    by ``method_overrides``. ``task_args`` defaults to ``{"task": task}`` when the dataset's loader
+    takes a ``task`` argument (AITEX and SemiCon have one task and do not); the profile's
+    ``max_test_per_class`` for ``table`` is added when not None and not already given.
+    """
+    prof = get_profile(profile)
+    # The profile's per-method settings (e.g. smoke's smaller CSI batch), then the caller's.
+    method_overrides = {**prof.get("method_overrides", {}).get(method, {}), **method_overrides}
+    # Each dataset family has its augmentation preset (Sec. IV-C); an override still wins.
+    method_overrides.setdefault("preset", preset_for(dataset))
+    if task_args is None:
+        params = loader_params(dataset)
+        args = {"task": task} if params is None or "task" in params else {}
+    else:
+        args = dict(task_args)
+    if table in prof["limits"]:
+        cap = table_limits(prof, table).get("max_test_per_class")
+        if cap is not None:
+            args.setdefault("max_test_per_class", cap)
+    return Cell(table=table, dataset=dataset, task=task, shots=shots, method=method,
+                method_kwargs=detector_kwargs(prof, method, **method_overrides), seed=seed,
+                task_args=args, setting=setting, label=label, kind=kind)

@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import COFTADInputError
+from ..engine.cache import atomic_write_text
+from ..errors import COFTADInputError
+from ..versions import VERSION_KEYS
 from .paper_values import TABLE_TITLES, TABLES, display_name, is_quoted, paper_table
-from .reproduce.cache import atomic_write_text
-from .versions import VERSION_KEYS
 
 #: columns a results frame must have (``run_cells`` gives them)
 REQUIRED_COLUMNS: tuple[str, ...] = ("setting", "method", "task", "seed", "auroc", "status")
@@ -268,7 +268,7 @@ def write_table(df: pd.DataFrame, table: str = "II", out_dir: str | os.PathLike 
     """Write ``table_<T>.csv``, ``table_<T>_summary.csv`` and ``table_<T>.md`` for a results frame.
 
     Args:
-        df: :func:`coftad_lib.reproduce.run_cells` output (several concatenated is fine); needs
+        df: :func:`coftad_lib.engine.executors.run_cells` output (several concatenated is fine); needs
             :data:`REQUIRED_COLUMNS`, ``auroc`` in [0, 1].
         table: roman numeral of the paper's table (or another name, then without paper values).
         out_dir: output folder.

@@ -1,16 +1,14 @@
-"""What each table notebook (Tables I-X, Sec. IV-V) runs, and how its results become the paper's layout.
+"""The cells of a "method x task x shots x seed" table (Tables I-VII) and how they become its layout.
 
-A table notebook makes a few calls::
+A table's spec (:mod:`coftad_lib.paper.specs`) calls these; in code::
 
-    cells = table_cells("II", "cifar10c", METHODS, PROFILE, SEEDS)        # which work
-    df = run_cells(cells, [DATA_ROOT, PREP_DIR], cache_dir(OUT_DIR), PROFILE)
-    md = write_results(df, "II", OUT_DIR)                                # CSVs + Markdown
-    show(md)
-    record_status(OUT_DIR, df, tables=["II"])
+    cells = table_cells("II", "cifar10c", ["ae", "coftad"], profile, seeds)   # which work
+    df = run_cells(cells, data_roots, cache_dir, profile["name"])              # coftad_lib.engine
+    md = write_results(df, "II", out_dir)                                     # CSVs + Markdown
 
-or ``df, md = run_table(...)`` for the three steps in one. Table VI's rows come from
-:func:`ablation_cells`; Tables VIII, IX and X fit each detector once and score it in several
-ways, in :mod:`coftad_lib.reproduce.rescored_runs`.
+or ``df, md = run_table(...)`` for the three steps in one. Table VI's rows are :data:`ABLATION`
+(:func:`ablation_cells`); Tables VIII, IX and X fit each detector once and score it in several
+ways, in :mod:`coftad_lib.paper.rescored_runs`.
 
 Which rows run: a table's methods are registry names (or :class:`Row` for relabelled variants).
 By default a method the paper reports in this table only for some settings runs only there
@@ -28,10 +26,11 @@ from typing import Any
 
 import pandas as pd
 
+from ..engine.cells import Cell
+from ..engine.executors import run_cells
 from ..errors import COFTADInputError
-from ..paper_values import TABLES, paper_table
-from .cells import Cell, make_cell, run_cells
-from .profiles import table_limits
+from .paper_values import TABLES, paper_table
+from .profiles import make_cell, profile_label, table_limits
 from .table_output import failed_section, missing_section, show, with_task_average, write_results
 
 #: paper column name of each backbone of Table VI
@@ -43,7 +42,7 @@ class Row:
     """One table row: its label, the registry method that computes it, and that method's overrides.
 
     Attributes:
-        label: row name in the table and in :data:`coftad_lib.paper_values.DISPLAY_NAMES`
+        label: row name in the table and in :data:`coftad_lib.paper.paper_values.DISPLAY_NAMES`
             (e.g. ``"ablation:contrastive"``).
         method: registry name for :func:`coftad_lib.methods.make_detector`.
         kwargs: keyword arguments replacing the profile's (e.g. ``{"positive_pair": "none"}``).
@@ -54,7 +53,7 @@ class Row:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
 
-#: Table VI rows (Sec. IV-F) as COFT-AD variants, keyed by :data:`coftad_lib.paper_values.ABLATION_ROWS`.
+#: Table VI rows (Sec. IV-F) as COFT-AD variants, keyed by :data:`coftad_lib.paper.paper_values.ABLATION_ROWS`.
 #: "contrastive" keeps BYOL's L_Con (Eq. 1) and drops the pair losses; "+fc" pulls features to a
 #: fixed Deep SVDD centre [22] instead of cross-instance pairs (Eq. 4); "-l2" drops the L2
 #: normalisation before the Gaussian (Eqs. 7-8).
@@ -195,10 +194,8 @@ def run_table(table: str, dataset: str | None, methods: Iterable[str | Row], pro
 
     Returns the results frame and the Markdown path.
     """
-    from . import cache_dir
-
     cells = table_cells(table, dataset, methods, profile, seeds, **cell_kwargs)
-    df = run_cells(cells, data_roots, cache_dir(out_dir), profile, progress=progress, desc=f"Table {table}",
+    df = run_cells(cells, data_roots, Path(out_dir) / "cache", profile_label(profile), progress=progress, desc=f"Table {table}",
                    executor=executor)
     return df, write_results(df, table, out_dir, columns=columns, setting_map=setting_map)
 

@@ -2,10 +2,10 @@
 
 Table VIII scores one fitted extractor with several scoring functions, Table X with several N_A,
 Table IX evaluates one scored test set on nested imbalanced subsets. The cells are those of
-:func:`coftad_lib.reproduce.table_runs.table_cells`; fitted detectors are kept under
+:func:`coftad_lib.paper.tables.table_cells`; fitted detectors are kept under
 ``<cache_dir>/models/`` (:func:`fitted_detector`) so that a new scoring does not refit.
 
-    from coftad_lib.reproduce import rescored_runs as rr
+    from coftad_lib.paper import rescored_runs as rr
     df = rr.run_scorer_table("VIII", "flowers17", EXTRACTORS, SCORERS, PROFILE, SEEDS, DATA_ROOTS, cache)
 """
 
@@ -22,15 +22,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..engine import cells as cells_mod
+from ..engine.cache import cached
+from ..engine.cells import Cell, record_row
+from ..engine.executors import get_executor
+from ..engine.packing import error_text
 from ..errors import COFTADInputError, DatasetNotFoundError, WeightsUnavailableError
 from ..versions import versions
-from . import cells as cells_mod
-from .cache import cached
-from .cells import Cell, record_row
-from .executors import get_executor
-from .packing import error_text
-from .profiles import table_limits
-from .table_runs import Row, table_cells, table_tasks
+from .profiles import profile_label, table_limits
+from .tables import Row, table_cells, table_tasks
 
 # -- Table IX ---------------------------------------------------------------------------------
 
@@ -81,7 +81,7 @@ def run_imbalanced(cells: Iterable[Cell], data_roots: Any, cache_dir: str | os.P
     if any("imbalanced" in cell.task_args for cell in cells):
         raise COFTADInputError("run_imbalanced: give cells without task_args['imbalanced']; "
                                "the subsets are made here")
-    records = get_executor(executor).run(cells, data_roots, cache_dir, profile, strict=strict,
+    records = get_executor(executor).run(cells, data_roots, cache_dir, profile_label(profile), strict=strict,
                                          desc="Table IX cells")
     rows = []
     for cell, rec in zip(cells, records, strict=True):
@@ -98,6 +98,8 @@ def run_imbalanced(cells: Iterable[Cell], data_roots: Any, cache_dir: str | os.P
 
 # -- Tables VIII and X: one fit, several scorings -------------------------------------------------
 
+#: Table X's column label of each N_A
+N_AUG_FORMAT = "N_A={value}"
 #: key of the test labels in a cached scorings dict
 _LABELS = "__labels__"
 
@@ -111,13 +113,17 @@ def _score_with(detector: Any, scorers: Sequence[str], train: Any, test: Any,
 ScoreFn = Callable[[Any, Any], Mapping[str, np.ndarray]]
 
 
-def model_dir(cache_dir: str | os.PathLike, cell: Cell, profile: str | Mapping[str, Any]) -> Path:
+def model_dir(cache_dir: str | os.PathLike, cell: Cell) -> Path:
     """Where :func:`fitted_detector` keeps the fitted detector of ``cell``: ``<cache_dir>/models/<key>``."""
-    prof_name = profile if isinstance(profile, str) else str(profile["name"])
-    return Path(cache_dir) / "models" / cell.key(prof_name)
+    return Path(cache_dir) / "models" / cell.key()
 
 
-def fitted_detector(cell: Cell, task: Any, cache_dir: str | os.PathLike, profile: str | Mapping[str, Any]) -> Any:
+def rescored_parts(cell: Cell, variants: Sequence[str], extra: Any = None) -> dict[str, Any]:
+    """What keys one cell's cached rescorings (:func:`run_rescored`): its cell key, the variants, ``extra``."""
+    return {"cell": cell.key(), "variants": [str(v) for v in variants], "extra": extra}
+
+
+def fitted_detector(cell: Cell, task: Any, cache_dir: str | os.PathLike) -> Any:
     """``cell``'s detector fitted on ``task.train``, fitted once per cell key across tables.
 
     Detectors with ``save`` / ``load`` (the COFT-AD family: coftad, coftad_np, pretrained,
@@ -125,8 +131,8 @@ def fitted_detector(cell: Cell, task: Any, cache_dir: str | os.PathLike, profile
     Tables VIII and X, which score the same fitted COFT-AD in different ways, train it once.
     The folder appears atomically (written aside, then renamed). Other detectors are refitted.
     """
-    det = cells_mod._make_detector(cell.method, seed=cell.seed, **cell.method_kwargs)
-    folder = model_dir(cache_dir, cell, profile)
+    det = cells_mod.make_detector(cell.method, seed=cell.seed, **cell.method_kwargs)
+    folder = model_dir(cache_dir, cell)
     if not (callable(getattr(det, "save", None)) and callable(getattr(type(det), "load", None))):
         return det.fit(task.train)
     if (folder / "config.json").is_file():
@@ -142,7 +148,7 @@ def fitted_detector(cell: Cell, task: Any, cache_dir: str | os.PathLike, profile
 
 
 def _fit_and_score(cell: Cell, data_roots: Any, score_fn: ScoreFn, variants: Sequence[str],
-                   cache_dir: str | os.PathLike, profile: str | Mapping[str, Any]) -> dict[str, np.ndarray]:
+                   cache_dir: str | os.PathLike) -> dict[str, np.ndarray]:
     """Fit ``cell``'s detector on its shots (or load it, :func:`fitted_detector`); ``score_fn(detector,
     task)`` scores the test set in several ways. Returns ``{variant: (M,) float64 scores,
     "__labels__": (M,) int64}``.
@@ -152,7 +158,7 @@ def _fit_and_score(cell: Cell, data_roots: Any, score_fn: ScoreFn, variants: Seq
             (before anything is cached).
     """
     task = cells_mod.load_cell_task(cell, data_roots)
-    det = fitted_detector(cell, task, cache_dir, profile)
+    det = fitted_detector(cell, task, cache_dir)
     out = {str(k): np.asarray(v, dtype=np.float64).ravel() for k, v in score_fn(det, task).items()}
     labels = np.asarray(task.test_labels, dtype=np.int64)
     lost = [v for v in variants if v not in out]
@@ -166,11 +172,10 @@ def _fit_and_score(cell: Cell, data_roots: Any, score_fn: ScoreFn, variants: Seq
 
 
 def _rescored_outcome(cell: Cell, data_roots: Any, score_fn: ScoreFn, variants: Sequence[str],
-                      cache_dir: str | os.PathLike, profile: str | Mapping[str, Any],
-                      strict: bool) -> tuple[str, Any]:
+                      cache_dir: str | os.PathLike, strict: bool) -> tuple[str, Any]:
     """:func:`_fit_and_score` as ``("ok", scores)``, ``("missing", message)`` or ``("failed", (error, detail))``."""
     try:
-        return "ok", _fit_and_score(cell, data_roots, score_fn, variants, cache_dir, profile)
+        return "ok", _fit_and_score(cell, data_roots, score_fn, variants, cache_dir)
     except (DatasetNotFoundError, WeightsUnavailableError) as exc:
         if strict:
             raise
@@ -201,17 +206,17 @@ def run_rescored(cells: Iterable[Cell], variants: Sequence[str], score_fn: Score
     variant_list = [str(v) for v in variants]
     if not variant_list:
         raise COFTADInputError(f"run_rescored({name!r}): no variants")
-    prof_name = profile if isinstance(profile, str) else str(profile["name"])
+    prof_name = profile_label(profile)
     cells = list(cells)
-    parts = {c: {"cell": c.key(prof_name), "variants": variant_list, "extra": key_extra} for c in cells}
+    parts = {c: rescored_parts(c, variant_list, key_extra) for c in cells}
     outcomes: dict[str, tuple[str, Any]] = {}
     todo = {}
     for c in cells:
         hit = cached(name, parts[c], lambda: None, cache_dir, compute=False)
         if hit is not None:
-            outcomes[c.key(prof_name)] = ("ok", hit)
+            outcomes[c.key()] = ("ok", hit)
         else:
-            todo[c.key(prof_name)] = (c, data_roots, score_fn, variant_list, cache_dir, profile, strict)
+            todo[c.key()] = (c, data_roots, score_fn, variant_list, cache_dir, strict)
 
     def finished(key: str, result: Any, error: tuple[str, str] | None) -> None:
         if error is not None:
@@ -224,7 +229,7 @@ def run_rescored(cells: Iterable[Cell], variants: Sequence[str], score_fn: Score
     get_executor(executor).map(_rescored_outcome, todo, finished)
     rows = []
     for cell in cells:
-        key = cell.key(prof_name)
+        key = cell.key()
         base = {"key": key, "dataset": cell.dataset, "task": cell.task, "shots": cell.shots,
                 "method": cell.method, "label": cell.row_method, "kind": name, "seed": cell.seed,
                 "profile": prof_name, "backbone": cell.method_kwargs.get("backbone"), "table": cell.table,
@@ -240,7 +245,7 @@ def run_rescored(cells: Iterable[Cell], variants: Sequence[str], score_fn: Score
     return pd.DataFrame(rows, columns=list(cells_mod.ROW_COLUMNS))
 
 
-def _one_setting_cells(table: str, dataset: str, methods: Iterable[str | Row], profile: str | Mapping[str, Any],
+def one_setting_cells(table: str, dataset: str, methods: Iterable[str | Row], profile: str | Mapping[str, Any],
                        seeds: Iterable[int], task: str | None, shots: int | None) -> list[Cell]:
     lim = table_limits(profile, table)
     task = task if task is not None else table_tasks(table, dataset, profile)[0]
@@ -273,7 +278,7 @@ def run_scorer_table(table: str, dataset: str, extractors: Iterable[str | Row], 
             out.update(_score_with(det, others, task.train, task.test))
         return out
 
-    cells = _one_setting_cells(table, dataset, extractors, profile, seeds, task, shots)
+    cells = one_setting_cells(table, dataset, extractors, profile, seeds, task, shots)
     return run_rescored(cells, scorer_list, score_fn, data_roots, cache_dir, profile, name="scorers",
                         strict=strict, executor=executor)
 
@@ -281,7 +286,7 @@ def run_scorer_table(table: str, dataset: str, extractors: Iterable[str | Row], 
 def run_n_aug_table(table: str, dataset: str, methods: Iterable[str | Row], n_aug: Iterable[int],
                     profile: str | Mapping[str, Any], seeds: Iterable[int], data_roots: Any,
                     cache_dir: str | os.PathLike, *, task: str | None = None, shots: int | None = None,
-                    setting_format: str = "N_A={value}", strict: bool = False,
+                    setting_format: str = N_AUG_FORMAT, strict: bool = False,
                     executor: Any = "local") -> pd.DataFrame:
     """Table X (Sec. V-G): each method fitted once per seed, its Gaussian (Eq. 7) refitted on N_A
     augmented copies of the shots for every N_A of ``n_aug``, test set scored by Eq. 8.
@@ -306,6 +311,6 @@ def run_n_aug_table(table: str, dataset: str, methods: Iterable[str | Row], n_au
                                    {"gaussian": {"l2_normalize": l2}})["gaussian"]
         return out
 
-    cells = _one_setting_cells(table, dataset, methods, profile, seeds, task, shots)
+    cells = one_setting_cells(table, dataset, methods, profile, seeds, task, shots)
     return run_rescored(cells, labels, score_fn, data_roots, cache_dir, profile, name="n_aug_sweep",
                         key_extra={"n_aug": values}, strict=strict, executor=executor)

@@ -19,10 +19,6 @@ import pandas as pd
 from ..errors import COFTADInputError
 from .cache import atomic_write_json
 
-#: environment variables the runner sets for the notebook kernel
-ENV_NOTEBOOK = "COFTAD_NOTEBOOK"
-ENV_PROFILE = "COFTAD_PROFILE"
-
 
 def status_path(out_dir: str | os.PathLike, notebook: str) -> Path:
     """``<out_dir>/status/<notebook>.json``."""
@@ -56,7 +52,7 @@ def failed_from_frame(df: pd.DataFrame | None) -> list[dict[str, Any]]:
 
 
 def record_status(out_dir: str | os.PathLike, results: pd.DataFrame | Iterable[pd.DataFrame] | None = None, *,
-                  notebook: str | None = None, profile: str | None = None,
+                  notebook: str, profile: str | None = None,
                   missing: Sequence[Mapping[str, str]] = (), tables: Sequence[str] = (),
                   figures: Sequence[str] = (), note: str = "") -> Path:
     """Write this notebook's status JSON and return its path.
@@ -65,8 +61,8 @@ def record_status(out_dir: str | os.PathLike, results: pd.DataFrame | Iterable[p
         out_dir: the notebook's ``OUT_DIR`` parameter (``results``).
         results: the :func:`run_cells` frame(s) of the notebook; missing datasets and cell counts
             are read from them.
-        notebook: notebook name (stem); default: set by the runner in ``$COFTAD_NOTEBOOK``.
-        profile: profile name; default: the frames' ``profile`` column, else ``$COFTAD_PROFILE``.
+        notebook: notebook name (stem), the notebook's ``NOTEBOOK`` parameter.
+        profile: profile name; default: the frames' ``profile`` column.
         missing: extra ``{"dataset", "message"}`` entries (work done outside :func:`run_cells`).
         tables / figures: names of what the notebook wrote (e.g. ``["II"]``, ``["fig7_scores"]``).
         note: free text shown in the summary.
@@ -74,9 +70,8 @@ def record_status(out_dir: str | os.PathLike, results: pd.DataFrame | Iterable[p
     Status is ``"failed"`` when a cell raised (listed under ``"failed"``), else ``"missing"`` when
     data or weights were missing, else ``"ok"``.
     """
-    notebook = notebook or os.environ.get(ENV_NOTEBOOK)
     if not notebook:
-        raise COFTADInputError(f"record_status: give notebook= (or run through the runner, which sets ${ENV_NOTEBOOK})")
+        raise COFTADInputError("record_status: give notebook= (the notebook's NOTEBOOK parameter)")
     frames = [] if results is None else [results] if isinstance(results, pd.DataFrame) else list(results)
     df = pd.concat(frames, ignore_index=True) if frames else None
     entries = {m["dataset"]: m for m in missing_from_frame(df)}
@@ -93,7 +88,7 @@ def record_status(out_dir: str | os.PathLike, results: pd.DataFrame | Iterable[p
     payload: dict[str, Any] = {
         "notebook": notebook,
         "status": "failed" if failed else "missing" if entries else "ok",
-        "profile": profile or os.environ.get(ENV_PROFILE, ""),
+        "profile": profile or "",
         "missing": [entries[k] for k in sorted(entries)],
         "n_cells": n, "n_ok": n - n_missing - n_failed, "n_missing": n_missing, "n_failed": n_failed,
         "failed": failed,
@@ -112,6 +107,12 @@ def relative_to_roots(text: str, roots: Mapping[str, str | os.PathLike]) -> str:
     for name, root in sorted(((n, str(Path(r))) for n, r in roots.items() if r), key=lambda x: -len(x[1])):
         text = text.replace(root + os.sep, "").replace(root, name)
     return text
+
+
+def summary_roots(meta: Mapping[str, Any]) -> dict[str, str]:
+    """The folders that messages are printed relative to: ``{"DATA_ROOT": ..., "PREP_DIR": ..., "OUT_DIR": ...}``."""
+    return {name: str(meta[key]) for name, key in (("DATA_ROOT", "data_root"), ("PREP_DIR", "prep_dir"),
+                                                   ("OUT_DIR", "out_dir")) if meta.get(key)}
 
 
 def display_path(path: str | os.PathLike, start: str | os.PathLike | None = None) -> str:

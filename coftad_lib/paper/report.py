@@ -1,9 +1,9 @@
 """One-page report ``results/REPORT.md``: every table and figure found, who made it, and where we differ.
 
 Reads what the notebooks and the runner wrote: ``tables/table_*.csv`` and ``*_summary.csv``
-(:mod:`coftad_lib.results_tables`), ``figures/*.json`` (:func:`coftad_lib.figures.save_figure`),
-``status/*.json`` (:func:`coftad_lib.reproduce.record_status`) and ``runs/summary.json`` (runner).
-Differences are listed by the rule of :func:`coftad_lib.results_tables.differs`:
+(:mod:`coftad_lib.paper.results_tables`), ``figures/*.json`` (:func:`coftad_lib.figures.save_figure`),
+``status/*.json`` (:func:`coftad_lib.engine.status.record_status`) and ``runs/summary.json`` (runner).
+Differences are listed by the rule of :func:`coftad_lib.paper.results_tables.differs`:
 ``|ours - paper| > max(2 * std over seeds, 1 point)``.
 """
 
@@ -17,10 +17,9 @@ from typing import Any
 
 import pandas as pd
 
+from ..engine.cache import atomic_write_text
+from ..engine.status import relative_to_roots, summary_roots
 from .paper_values import TABLE_TITLES, TABLES, display_name
-from .reproduce.cache import atomic_write_text
-from .reproduce.runner import summary_roots
-from .reproduce.status import relative_to_roots
 from .results_tables import MIN_FLAG_POINTS
 
 _TABLE_FILE = re.compile(r"^table_(.+)\.csv$")
@@ -172,7 +171,7 @@ def _study_section(root: Path) -> list[str]:
     if not paras:
         return []
     return ["## Beyond the paper: when does fine-tuning help?", "",
-            f"From `{STUDY_VERDICT.as_posix()}` (EfficientNet-Lite0, CPU protocols; notebook 18):", "",
+            f"From `{STUDY_VERDICT.as_posix()}` (EfficientNet-Lite0; notebook 18):", "",
             " ".join(paras[0].split()), ""]
 
 

@@ -26,7 +26,7 @@ from importlib import resources
 
 import pandas as pd
 
-from .errors import COFTADInputError
+from ..errors import COFTADInputError
 
 TABLES: tuple[str, ...] = ("I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X")
 

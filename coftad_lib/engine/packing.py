@@ -18,7 +18,7 @@ since they answer the same question.
 Why packing is off by default (``pack=1``): on a CPU a packed step is slower than the same fits one
 after another (``benchmarks/results/packing_cpu.txt``: 0.6-0.8x), because a CPU is already busy
 with one fit. Its point is a GPU that one small fit leaves mostly idle; turn it on there with
-``python -m coftad_lib.reproduce --pack 8`` (or ``COFTAD_PACK=8``) after measuring with
+``python -m coftad_lib.reproduce --pack 8`` (or ``EXECUTOR_OPTIONS = {"pack": 8}`` in a notebook) after measuring with
 ``benchmarks/packing.py`` on that GPU.
 """
 
@@ -31,10 +31,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import COFTADInputError, DatasetNotFoundError, WeightsUnavailableError
+from ..methods.traits import methods_with
 from . import cells as cells_mod
 from .cache import canonical_json
 from .cells import (
     Cell,
+    base_record,
     compute_record,
     failed_record,
     finish_record,
@@ -42,10 +44,8 @@ from .cells import (
     missing_record,
 )
 
-#: environment variable the runner's ``--pack`` sets, read by :func:`~coftad_lib.reproduce.executors.get_executor`
-ENV_PACK = "COFTAD_PACK"
 #: registry names whose detector is a fine-tuned :class:`coftad_lib.coftad.COFTAD`
-PACKABLE_METHODS: tuple[str, ...] = ("coftad", "coftad_np")
+PACKABLE_METHODS: frozenset[str] = methods_with(packable=True)
 #: lines of a failed cell's traceback kept in its record
 TRACEBACK_LINES = 12
 
@@ -59,8 +59,8 @@ def error_text(exc: BaseException) -> tuple[str, str]:
     return first[:500], "\n".join(tb[-TRACEBACK_LINES:])
 
 
-def compute_outcome(cell: Cell, data_root: Any, profile: str | Mapping[str, Any], strict: bool) -> Outcome:
-    """:func:`~coftad_lib.reproduce.cells.compute_record` of one cell, an exception turned into a failed record.
+def compute_outcome(cell: Cell, data_root: Any, profile: str, strict: bool) -> Outcome:
+    """:func:`~coftad_lib.engine.cells.compute_record` of one cell, an exception turned into a failed record.
 
     Missing data is re-raised only with ``strict``; the executor then re-raises on the driver.
     """
@@ -124,18 +124,18 @@ def pack_groups(work: Mapping[str, Cell], pack: int) -> list[list[str]]:
     return groups
 
 
-def _prepare(cells: Sequence[Cell], data_root: Any, profile: str | Mapping[str, Any], strict: bool,
+def _prepare(cells: Sequence[Cell], data_root: Any, profile: str, strict: bool,
              outcomes: list[Outcome | None]) -> list[tuple[int, Any, Any]]:
     """(index, task, unfitted detector) of each cell whose data loads; the others' outcomes filled in."""
     ready = []
     for i, cell in enumerate(cells):
         try:
             task = load_cell_task(cell, data_root)
-            ready.append((i, task, cells_mod._make_detector(cell.method, seed=cell.seed, **cell.method_kwargs)))
+            ready.append((i, task, cells_mod.make_detector(cell.method, seed=cell.seed, **cell.method_kwargs)))
         except (DatasetNotFoundError, WeightsUnavailableError) as exc:
             if strict:
                 raise
-            outcomes[i] = (missing_record(cell, cells_mod._base_record(cell, profile), exc), None)
+            outcomes[i] = (missing_record(cell, base_record(cell, profile), exc), None)
         except Exception as exc:
             if strict:
                 raise
@@ -143,7 +143,7 @@ def _prepare(cells: Sequence[Cell], data_root: Any, profile: str | Mapping[str, 
     return ready
 
 
-def compute_pack(cells: Sequence[Cell], data_root: Any, profile: str | Mapping[str, Any],
+def compute_pack(cells: Sequence[Cell], data_root: Any, profile: str,
                  strict: bool) -> list[Outcome]:
     """One outcome per cell of the pack, in order; cells of a pack of two or more are fitted together.
 
@@ -171,7 +171,7 @@ def compute_pack(cells: Sequence[Cell], data_root: Any, profile: str | Mapping[s
         return [o for o in outcomes if o is not None]
     for i, task, det in ready:
         try:
-            record, feats = finish_record(cells[i], cells_mod._base_record(cells[i], profile), task, det, fit_s)
+            record, feats = finish_record(cells[i], base_record(cells[i], profile), task, det, fit_s)
             outcomes[i] = ({**record, "pack_size": len(ready)}, feats)
         except Exception as exc:
             if strict:

@@ -2,7 +2,7 @@
 
 Each ``ensure_*`` function is idempotent: it first looks for the prepared dataset where the table
 notebooks will look (``DATA_ROOT`` first, then ``PREP_DIR``, see
-:func:`coftad_lib.reproduce.cells.dataset_root`), builds it under ``PREP_DIR`` only when it is not
+:func:`coftad_lib.engine.cells.dataset_root`), builds it under ``PREP_DIR`` only when it is not
 there (or was built with other settings), and returns a :class:`PrepResult` saying what happened.
 A raw dataset that is absent gives ``status="missing"`` with the dataset module's ``HOW_TO_GET``;
 nothing raises for missing data, so a notebook records it and carries on.

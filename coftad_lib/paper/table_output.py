@@ -1,7 +1,7 @@
 """How a table notebook's results become files: the task average, the Markdown with the paper's
 values beside ours, and sections naming failed cells and missing datasets.
 
-Re-exported by :mod:`coftad_lib.reproduce.table_runs` (notebooks call ``tr.write_results``).
+Re-exported by :mod:`coftad_lib.paper.tables` (notebooks call ``tr.write_results``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 
 import pandas as pd
 
+from ..engine.cache import atomic_write_text
 from ..errors import COFTADInputError
-from .cache import atomic_write_text
 
 
 def with_task_average(df: pd.DataFrame, task: str = "avg") -> pd.DataFrame:
@@ -83,10 +83,10 @@ def failed_section(df: pd.DataFrame) -> str:
 def write_results(df: pd.DataFrame, table: str, out_dir: str | os.PathLike, *,
                   columns: Sequence[str] = ("task",), setting_map: Mapping[str, str] | None = None,
                   average: bool | None = None) -> Path:
-    """:func:`coftad_lib.results_tables.write_table` into ``<out_dir>/tables``, plus sections listing
+    """:func:`coftad_lib.paper.results_tables.write_table` into ``<out_dir>/tables``, plus sections listing
     every failed cell with its error and every missing dataset with how to get it; returns the
     Markdown path."""
-    from ..results_tables import write_table
+    from .results_tables import write_table
 
     paths = write_table(df, table, out_dir=Path(out_dir) / "tables", columns=columns,
                         setting_map=setting_map, average=average)

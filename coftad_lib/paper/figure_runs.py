@@ -22,11 +22,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..engine.cache import cached
+from ..engine.cells import Cell, load_features, record_row
 from ..errors import COFTADInputError
-from ..paper_values import display_name
-from .cache import cached
-from .cells import Cell, load_features, make_cell, record_row
-from .profiles import base_name, get_profile, table_limits
+from ..plots import tsne_2d
+from .paper_values import display_name
+from .profiles import base_name, get_profile, make_cell, profile_label, table_limits
+from .tables import ABLATION
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ class AblationModel:
     """One ablated model of Figs. 6-7 / a row of Table VI.
 
     Attributes:
-        row: Table VI row id (:data:`coftad_lib.paper_values.ABLATION_ROWS`); the cell label is
+        row: Table VI row id (:data:`coftad_lib.paper.paper_values.ABLATION_ROWS`); the cell label is
             ``"ablation:<row>"``, as Table VI's notebook names it.
         method: registry name for :func:`coftad_lib.methods.make_detector`.
         overrides: detector kwargs on top of the profile's.
@@ -52,12 +54,14 @@ class AblationModel:
         return f"ablation:{self.row}"
 
 
-#: Figs. 6-7 panels (a)-(d) in the paper's order
+#: Figs. 6-7 panels (a)-(d) in the paper's order: Table VI rows (:data:`~coftad_lib.paper.tables.ABLATION`,
+#: where each row's method and settings are defined once) with the paper's panel titles
 ABLATION_PANELS: dict[str, AblationModel] = {
-    "a": AblationModel("pretrained_only", "pretrained", {}, "(a) w/o contrastive fine-tuning"),
-    "b": AblationModel("contrastive", "coftad", {"positive_pair": "none"}, "(b) w/ contrastive fine-tuning"),
-    "c": AblationModel("contrastive+cipp", "coftad", {}, "(c) w/ pp loss"),
-    "d": AblationModel("contrastive+cipp+np", "coftad_np", {}, "(d) w/ np loss"),
+    pid: AblationModel(row, ABLATION[row].method, dict(ABLATION[row].kwargs), title)
+    for pid, row, title in (("a", "pretrained_only", "(a) w/o contrastive fine-tuning"),
+                            ("b", "contrastive", "(b) w/ contrastive fine-tuning"),
+                            ("c", "contrastive+cipp", "(c) w/ pp loss"),
+                            ("d", "contrastive+cipp+np", "(d) w/ np loss"))
 }
 
 #: Table I's rows in the paper's order (Fig. 5 shows "different competing methods")
@@ -120,9 +124,9 @@ def run_figure_cells(cells: Sequence[Cell], data_roots: Any, cache_dir: str | os
 
     Figures need the per-item scores, labels and ids, which :func:`run_cells`' frame leaves out.
     """
-    from .executors import get_executor
+    from ..engine.executors import get_executor
 
-    records = get_executor(executor).run(list(cells), data_roots, cache_dir, profile, strict=strict,
+    records = get_executor(executor).run(list(cells), data_roots, cache_dir, profile_label(profile), strict=strict,
                                          desc="figure cells")
     return records, pd.DataFrame([record_row(r) for r in records])
 
@@ -238,27 +242,9 @@ def tsne_points(labels: Any, n_points: int | None, seed: int) -> np.ndarray:
     return np.sort(rng.choice(y.size, size=n_points, replace=False))
 
 
-def tsne_2d(features: Any, seed: int = 0, *, perplexity: float = 30.0, normalize: bool = True,
-            n_jobs: int = 1) -> np.ndarray:
-    """(N, D) features -> (N, 2) openTSNE embedding (Fig. 6).
-
-    ``normalize`` L2-normalises the features first: the Gaussian of Eqs. 7-8 sees them that way
-    and the training losses are cosine similarities, so the t-SNE shows the geometry that is
-    scored. The paper does not say; set False for raw features. Perplexity is lowered to
-    (N - 1) / 3 for small N, openTSNE's requirement.
-    """
-    from openTSNE import TSNE
-
-    x = np.asarray(features, dtype=np.float64)
-    if x.ndim != 2 or len(x) < 4:
-        raise COFTADInputError(f"tsne_2d: features of shape {x.shape}; expected (N, D) with N >= 4")
-    if not np.isfinite(x).all():
-        raise COFTADInputError("tsne_2d: features contain NaN or infinity")
-    if normalize:
-        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    perp = float(min(perplexity, (len(x) - 1) / 3))
-    emb = TSNE(n_components=2, perplexity=perp, random_state=seed, n_jobs=n_jobs, verbose=False).fit(x)
-    return np.asarray(emb, dtype=np.float64)
+def tsne_parts(cell_key: str, n_points: int | None, seed: int, perplexity: float = 30.0) -> dict[str, Any]:
+    """What keys a cached Fig. 6 map (:func:`tsne_panels`): the cell, the subset, the t-SNE settings."""
+    return {"cell": cell_key, "n_points": n_points, "seed": seed, "perplexity": perplexity, "normalize": True}
 
 
 def tsne_panels(records: Mapping[str, Mapping[str, Any]], cache_dir: str | os.PathLike, n_points: int | None,
@@ -273,8 +259,7 @@ def tsne_panels(records: Mapping[str, Mapping[str, Any]], cache_dir: str | os.Pa
     for pid, rec in records.items():
         feats = load_features(rec, cache_dir)
         idx = tsne_points(feats["labels"], n_points, seed)
-        coords = cached("tsne", {"cell": rec["key"], "n_points": n_points, "seed": seed, "perplexity": perplexity,
-                                 "normalize": True},
+        coords = cached("tsne", tsne_parts(rec["key"], n_points, seed, perplexity),
                         lambda f=feats, i=idx: {"coords": tsne_2d(f["test"][i], seed, perplexity=perplexity)},
                         cache_dir)["coords"]
         out[panel_title(pid, rec)] = (coords, feats["labels"][idx])

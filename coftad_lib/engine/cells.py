@@ -3,12 +3,13 @@
 A :class:`Cell` is one detector on one few-shot task with one seed: load the task, build the
 detector, fit it on the k normal shots, score the test set, compute AUROC (Sec. IV-C). The result
 record is written atomically as JSON under ``<cache_dir>/cells/<key>.json``; a rerun with the same
-cell, profile and library version returns it without recomputing.
+cell (its work: dataset, task, method and kwargs, seed), library version and code fingerprint
+returns it without recomputing, whichever profile or table asked for it first.
 
 Independence: :func:`compute_record` reads only its arguments and the data folder; it builds its
 own detector, passes the cell's seed to it, shares no state with other cells and writes nothing.
 :func:`store_record` then writes the record into the cache. :func:`run_cell` does both in this
-process; the executors of :mod:`coftad_lib.reproduce.executors` compute on workers (other
+process; the executors of :mod:`coftad_lib.engine.executors` compute on workers (other
 processes or machines, which need the data but not the results folder) and store on the driver.
 Two processes racing on one cell at worst do the same work twice, and the atomic ``os.replace``
 keeps one complete record.
@@ -18,7 +19,7 @@ Kinds of work (``Cell.kind``):
 - ``"embed"``: as ``"score"`` when the detector can score, plus ``embed(task.train)`` and
   ``embed(task.test)`` saved to ``<cache_dir>/cells/<key>.npz`` (read with :func:`load_features`);
   for Table VIII (other scorers on one feature extractor) and Fig. 6 (t-SNE).
-Anything else (e.g. a figure's own computation) goes through :func:`coftad_lib.reproduce.cached`.
+Anything else (e.g. a figure's own computation) goes through :func:`coftad_lib.engine.cache.cached`.
 """
 
 from __future__ import annotations
@@ -28,20 +29,18 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from ..errors import COFTADInputError, DatasetNotFoundError, WeightsUnavailableError
 from ..versions import VERSION_KEYS, library_version, versions
 from .cache import atomic_save_npz, atomic_write_json, canonical_json, digest, load_npz
 from .data_paths import DATA_ROOT_TOKEN, DATASET_DIRS, _resolve_root_token, data_roots, dataset_root  # noqa: F401  (re-exported)
 from .fingerprint import code_fingerprint
-from .profiles import detector_kwargs, get_profile, preset_for, table_limits
 
 KINDS: tuple[str, ...] = ("score", "embed")
 
@@ -125,43 +124,19 @@ class Cell:
                 "method_kwargs": dict(self.method_kwargs), "seed": self.seed,
                 "task_args": dict(self.task_args), "kind": self.kind}
 
-    def key(self, profile: str) -> str:
-        """SHA-256 of the cell's work (canonical JSON) + profile name + library version + record schema
-        + :func:`~coftad_lib.reproduce.fingerprint.code_fingerprint` (the source of the method and data code)."""
+    def key(self) -> str:
+        """SHA-256 of the cell's work (canonical JSON) + library version + record schema
+        + :func:`~coftad_lib.engine.fingerprint.code_fingerprint` (the source of the method and data code).
+
+        No run label (profile name) enters: the same work under two profiles is one cell.
+        """
+        return digest({"cell": self.work(), "coftad_lib": library_version(), "schema": RECORD_SCHEMA,
+                       "code": code_fingerprint()})
+
+    def legacy_key(self, profile: str) -> str:
+        """The key this cell had before keys left the profile name out (:func:`~coftad_lib.engine.migrate.migrate_cache`)."""
         return digest({"cell": self.work(), "profile": profile, "coftad_lib": library_version(),
                        "schema": RECORD_SCHEMA, "code": code_fingerprint()})
-
-
-def make_cell(table: str, dataset: str, task: str, shots: int, method: str, seed: int,
-              profile: str | Mapping[str, Any], *, setting: str | None = None, label: str | None = None,
-              kind: str = "score", task_args: Mapping[str, Any] | None = None,
-              **method_overrides: Any) -> Cell:
-    """A :class:`Cell` with the profile's detector kwargs and the table's test-set cap filled in.
-
-    ``method_kwargs`` = :func:`~coftad_lib.reproduce.profiles.detector_kwargs` (backbone, image_size,
-    steps, batch_size, device, and n_aug for Gaussian-scored methods), updated by the profile's
-    ``method_overrides[method]``, then by ``method_overrides``.
-    ``task_args`` defaults to ``{"task": task}`` when the dataset's loader takes a ``task`` argument
-    (AITEX and SemiCon have one task and do not); the profile's ``max_test_per_class`` for ``table``
-    is added when not None and not already given.
-    """
-    prof = get_profile(profile)
-    # The profile's per-method settings (e.g. smoke's smaller CSI batch), then the caller's.
-    method_overrides = {**prof.get("method_overrides", {}).get(method, {}), **method_overrides}
-    # Each dataset family has its augmentation preset (Sec. IV-C); an override still wins.
-    method_overrides.setdefault("preset", preset_for(dataset))
-    if task_args is None:
-        params = _loader_params(dataset)
-        args = {"task": task} if params is None or "task" in params else {}
-    else:
-        args = dict(task_args)
-    if table in prof["limits"]:
-        cap = table_limits(prof, table).get("max_test_per_class")
-        if cap is not None:
-            args.setdefault("max_test_per_class", cap)
-    return Cell(table=table, dataset=dataset, task=task, shots=shots, method=method,
-                method_kwargs=detector_kwargs(prof, method, **method_overrides), seed=seed,
-                task_args=args, setting=setting, label=label, kind=kind)
 
 
 def cell_path(cache_dir: str | os.PathLike, key: str) -> Path:
@@ -174,7 +149,7 @@ def _load_task(dataset: str, root: Path, shots: int, seed: int, **task_args: Any
     return load_task(dataset, root, shots=shots, seed=seed, **task_args)
 
 
-def _loader_params(dataset: str) -> set[str] | None:
+def loader_params(dataset: str) -> set[str] | None:
     """Argument names of the dataset module's ``load``; None when the module cannot be imported."""
     try:
         from ..datasets import dataset_module
@@ -195,7 +170,7 @@ def load_cell_task(cell: Cell, data_root: str | os.PathLike | Mapping[str, Any])
     args = {k: _resolve_root_token(v, data_root) for k, v in cell.task_args.items()}
     cap = args.pop("max_test_per_class", None)
     imbalanced = args.pop("imbalanced", None)
-    params = _loader_params(cell.dataset) or set()
+    params = loader_params(cell.dataset) or set()
     if cap is not None and {"max_test_normal", "max_test_per_corruption"} <= params:
         args.setdefault("max_test_normal", cap)
         args.setdefault("max_test_per_corruption", cap)
@@ -209,7 +184,7 @@ def load_cell_task(cell: Cell, data_root: str | os.PathLike | Mapping[str, Any])
     return task
 
 
-def _make_detector(method: str, **kwargs: Any):
+def make_detector(method: str, **kwargs: Any):
     from ..methods import make_detector
     return make_detector(method, **kwargs)
 
@@ -231,37 +206,38 @@ def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=str))
 
 
-def _profile_name(profile: str | Mapping[str, Any]) -> str:
-    return profile if isinstance(profile, str) else str(profile["name"])
-
-
-def _labelled(record: dict[str, Any], cell: Cell, cached: bool) -> dict[str, Any]:
-    """The record with this cell's labels (a cached record may come from another table)."""
+def _labelled(record: dict[str, Any], cell: Cell, cached: bool, profile: str | None = None) -> dict[str, Any]:
+    """The record with this cell's labels (a cached record may come from another table or run)."""
     out = dict(record)
     out.update(table=cell.table, setting=cell.row_setting, label=cell.row_method, cached=cached)
+    if profile is not None:
+        out["profile"] = profile
     return out
 
 
-def _base_record(cell: Cell, profile: str | Mapping[str, Any]) -> dict[str, Any]:
-    """The fields every record has, whatever became of the cell."""
-    prof = _profile_name(profile)
+def run_label(profile: str | Mapping[str, Any]) -> str:
+    """The label of a run's records: a string as it is, a mapping's ``"name"``."""
+    return str(profile["name"]) if isinstance(profile, Mapping) else str(profile)
+
+
+def base_record(cell: Cell, profile: str) -> dict[str, Any]:
+    """The fields every record has, whatever became of the cell; ``profile`` labels the run."""
+    prof = run_label(profile)
     backbone = cell.method_kwargs.get("backbone")
-    if backbone is None and not isinstance(profile, str):
-        backbone = profile.get("backbone")
-    return {"key": cell.key(prof), "dataset": cell.dataset, "task": cell.task, "shots": cell.shots,
+    return {"key": cell.key(), "dataset": cell.dataset, "task": cell.task, "shots": cell.shots,
             "method": cell.method, "kind": cell.kind, "seed": cell.seed, "profile": prof,
             "backbone": backbone, "method_kwargs": dict(cell.method_kwargs),
             "task_args": dict(cell.task_args),
             "versions": versions(str(cell.method_kwargs.get("device", "auto"))), "schema": RECORD_SCHEMA}
 
 
-def cached_record(cell: Cell, cache_dir: str | os.PathLike, profile: str | Mapping[str, Any]) -> dict[str, Any] | None:
-    """The cell's cached record with this cell's labels, or None when it has not run."""
-    path = cell_path(cache_dir, cell.key(_profile_name(profile)))
-    return _labelled(json.loads(path.read_text()), cell, cached=True) if path.exists() else None
+def cached_record(cell: Cell, cache_dir: str | os.PathLike, profile: str) -> dict[str, Any] | None:
+    """The cell's cached record with this cell's labels and run label, or None when it has not run."""
+    path = cell_path(cache_dir, cell.key())
+    return _labelled(json.loads(path.read_text()), cell, True, run_label(profile)) if path.exists() else None
 
 
-def compute_record(cell: Cell, data_root: str | os.PathLike | Mapping[str, Any], profile: str | Mapping[str, Any],
+def compute_record(cell: Cell, data_root: str | os.PathLike | Mapping[str, Any], profile: str,
                    *, strict: bool = False) -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
     """Run one cell without touching the cache: ``(record, features)``; pure apart from reading data.
 
@@ -270,10 +246,10 @@ def compute_record(cell: Cell, data_root: str | os.PathLike | Mapping[str, Any],
     driver, so workers need the data but not the results folder. Missing data or weights give a
     ``"missing"`` record (raised with ``strict``); any other error propagates.
     """
-    base = _base_record(cell, profile)
+    base = base_record(cell, profile)
     try:
         task = load_cell_task(cell, data_root)
-        detector = _make_detector(cell.method, seed=cell.seed, **cell.method_kwargs)
+        detector = make_detector(cell.method, seed=cell.seed, **cell.method_kwargs)
         t0 = time.perf_counter()
         detector.fit(task.train)
         return finish_record(cell, base, task, detector, time.perf_counter() - t0)
@@ -316,12 +292,12 @@ def finish_record(cell: Cell, base: Mapping[str, Any], task: Any, detector: Any,
     return _labelled(record, cell, False), feats
 
 
-def failed_record(cell: Cell, profile: str | Mapping[str, Any], error: str, detail: str = "") -> dict[str, Any]:
+def failed_record(cell: Cell, profile: str, error: str, detail: str = "") -> dict[str, Any]:
     """Record of a cell that raised (or whose worker died): status ``"failed"``, never cached.
 
     ``error`` is one line (``"RuntimeError: scoring exploded"``); ``detail`` the traceback's tail.
     """
-    return _labelled({**_base_record(cell, profile), "status": "failed", "message": error, "traceback": detail,
+    return _labelled({**base_record(cell, profile), "status": "failed", "message": error, "traceback": detail,
                       "how_to_get": "", "auroc": None}, cell, False)
 
 
@@ -345,7 +321,7 @@ def store_record(record: Mapping[str, Any], features: Mapping[str, np.ndarray] |
 
 
 def run_cell(cell: Cell, data_root: str | os.PathLike | Mapping[str, Any], cache_dir: str | os.PathLike,
-             profile: str | Mapping[str, Any], *, strict: bool = False) -> dict[str, Any]:
+             profile: str, *, strict: bool = False) -> dict[str, Any]:
     """Run (or fetch from the cache) one cell in this process; returns its record.
 
     Record keys: key, status (``"ok"`` / ``"missing"``), message, how_to_get, dataset, task, shots,
@@ -393,20 +369,3 @@ def record_row(record: Mapping[str, Any]) -> dict[str, Any]:
            "key": record["key"]}
     row.update({k: record.get("versions", {}).get(k, "") for k in VERSION_KEYS})
     return row
-
-
-def run_cells(cells: Iterable[Cell], data_root: str | os.PathLike | Mapping[str, Any],
-              cache_dir: str | os.PathLike, profile: str | Mapping[str, Any], *, strict: bool = False,
-              progress: bool = True, desc: str | None = None, executor: Any = "local") -> pd.DataFrame:
-    """Run every cell (cached ones are read back) with a tqdm bar; one row per cell (:data:`ROW_COLUMNS`).
-
-    ``auroc`` is in [0, 1] (NaN for missing or failed cells). ``executor``: ``"local"`` (one after
-    another in this process), ``"ray"`` (one Ray task per cell), or an
-    :class:`~coftad_lib.reproduce.executors.Executor`; see :mod:`coftad_lib.reproduce.executors`.
-    A cell that raises gives a ``"failed"`` row while the others finish (``strict``: it raises).
-    """
-    from .executors import get_executor
-
-    records = get_executor(executor).run(list(cells), data_root, cache_dir, profile, strict=strict,
-                                         progress=progress, desc=desc)
-    return pd.DataFrame([record_row(r) for r in records], columns=list(ROW_COLUMNS))

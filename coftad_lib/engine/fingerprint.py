@@ -1,6 +1,6 @@
 """Code fingerprint of a cell's result: a hash of the source files that decide it.
 
-A cell's cache key (:meth:`coftad_lib.reproduce.cells.Cell.key`) includes this fingerprint, so a
+A cell's cache key (:meth:`coftad_lib.engine.cells.Cell.key`) includes this fingerprint, so a
 change to a method, a loss, a backbone or a dataset loader invalidates the cached records it
 produced without anyone bumping the library version. Reporting code (tables, figures, plots, the
 report, the runner) is left out: changing how a result is shown must not recompute it. For the
@@ -23,19 +23,29 @@ _PACKAGE = Path(__file__).resolve().parents[1]
 #: top-level modules of coftad_lib that only show, name or explain results; every other top-level
 #: module (the method, its training, backbones, images, density, metrics, and any new module) is
 #: taken to decide results, so a new module can only cause a recomputation, never a stale record
+#: (the paper's tables, report and values live in :mod:`coftad_lib.paper`, the study in
+#: :mod:`coftad_lib.experiments`, the engine and runner in their packages: none of those is hashed)
 REPORTING_MODULES: frozenset[str] = frozenset({
-    "__init__.py", "__main__.py", "atomic_files.py", "errors.py", "figures.py", "paper_values.py", "plots.py", "report.py",
-    "results_tables.py", "study.py", "study_plots.py", "user_figures.py", "user_report.py", "versions.py",
+    "__init__.py", "__main__.py", "atomic_files.py", "errors.py", "figures.py", "kernel_quiet.py",
+    "notebook_publish.py", "plots.py", "user_figures.py", "user_report.py", "versions.py",
 })
 #: sub-packages whose every ``.py`` decides results: the competitors and scorers, the loaders and protocols
 RESULT_PACKAGES: tuple[str, ...] = ("methods", "datasets")
+#: files inside those packages that only describe methods (their traits reach a result only through
+#: a cell's kwargs, which its key holds) or only fetch archives (the loaders read what they unpack,
+#: and a loader's own change is hashed): left out, so describing a method or changing a download
+#: mirror never recomputes a cell
+DESCRIPTIVE_FILES: frozenset[str] = frozenset({
+    "methods/traits.py", "datasets/download.py", "datasets/ensure.py", "datasets/fetch.py", "datasets/sources.py",
+})
 
 
 def result_sources(package: Path = _PACKAGE) -> list[Path]:
     """The source files hashed by :func:`code_fingerprint`, sorted by their path inside ``package``."""
     files = [p for p in package.glob("*.py") if p.name not in REPORTING_MODULES]
     for sub in RESULT_PACKAGES:
-        files += sorted((package / sub).rglob("*.py"))
+        files += [p for p in sorted((package / sub).rglob("*.py"))
+                  if p.relative_to(package).as_posix() not in DESCRIPTIVE_FILES]
     return sorted(files, key=lambda p: p.relative_to(package).as_posix())
 
 

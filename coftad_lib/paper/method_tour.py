@@ -25,10 +25,10 @@ import torch
 
 from ..datasets import load_task, protocols
 from ..datasets.task import FewShotTask
+from ..engine.cache import cached
+from ..engine.cells import dataset_root
 from ..errors import DatasetNotFoundError
 from ..versions import library_version
-from .cache import cached
-from .cells import dataset_root
 from .figure_runs import ABLATION_PANELS
 from .profiles import detector_kwargs, preset_for
 

@@ -1,7 +1,7 @@
 """Where a cell's data lives: the sub-folder of each dataset under a data root, search lists of
 roots (raw data, ``$COFTAD_DATA_ROOT``, prepared data), and the ``{DATA_ROOT}`` token of task args.
 
-Re-exported by :mod:`coftad_lib.reproduce.cells`.
+Re-exported by :mod:`coftad_lib.engine.cells`.
 """
 
 from __future__ import annotations
