@@ -29,7 +29,7 @@ reproduce: $(STAMP)
 
 # The paper protocol at full size (every task, full test sets) with compute shrunk to 2 CPU cores
 # (32 px, 1 step, seed 0, Lite0): proves the series runs end to end; its numbers mean nothing.
-# Outputs stay out of results/ (see README, "The paper protocol on a CPU").
+# Outputs stay out of results/ (see docs/RUNNING.md).
 PAPER_DRY_OUT ?= .cache/paper-dry
 paper-dry: $(STAMP)
 	$(PY) -m coftad_lib.reproduce --profile paper-dry --out $(PAPER_DRY_OUT)/results \
@@ -56,5 +56,9 @@ $(LAB_STAMP): $(STAMP)
 	@rm -f $(VENV)/.lab-*
 	@touch $@
 
+# Removes a profile's rendered outputs (default: smoke's folder); the committed protocol-cpu cell
+# records in results/cache/cells are never removed by it.
+CLEAN_DIR ?= results/smoke
 clean-results:
-	rm -rf results/executed results/status results/runs results/tables results/figures results/REPORT.md
+	rm -rf $(CLEAN_DIR)/executed $(CLEAN_DIR)/status $(CLEAN_DIR)/runs $(CLEAN_DIR)/tables \
+		$(CLEAN_DIR)/figures $(CLEAN_DIR)/REPORT.md

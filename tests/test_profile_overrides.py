@@ -23,8 +23,9 @@ def test_a_derived_profile_changes_only_what_it_names():
     assert derived_name("paper", {"backbone": "efficientnet_lite0"}) == LITE
     assert lite["name"] == LITE and base_name(lite) == "paper" and lite["backbone"] == "efficientnet_lite0"
     assert lite["limits"]["VI"]["backbones"] == ["efficientnet_lite0"] and paper["limits"]["VI"]["backbones"] == ["resnet18", "resnet50"]
-    assert {k: v for k, v in lite.items() if k not in ("name", "base", "backbone", "limits")} == \
-        {k: v for k, v in paper.items() if k not in ("name", "backbone", "limits")}
+    assert lite["out_dir"] == f"results/{LITE}"  # its own folder, never the named profile's
+    assert {k: v for k, v in lite.items() if k not in ("name", "base", "backbone", "limits", "out_dir")} == \
+        {k: v for k, v in paper.items() if k not in ("name", "backbone", "limits", "out_dir")}
     both = derive("smoke", {"steps": "3", "image_size": 48})
     assert (both["name"], both["steps"], both["image_size"]) == ("smoke+image_size=48+steps=3", 3, 48)
     assert semicon_volumes(lite) == semicon_volumes("paper") != semicon_volumes("smoke")

@@ -305,6 +305,17 @@ def missing_record(cell: Cell, base: Mapping[str, Any], exc: Exception) -> dict[
                       "auroc": None}, cell, False)
 
 
+def pending_record(cell: Cell, profile: str) -> dict[str, Any]:
+    """Record of a cell that is not in the cache and was not computed (the ``"cache"`` executor).
+
+    Status ``"pending"``: a table shows "not computed yet" where its number will be, so a profile
+    whose cells take many sessions (``protocol-cpu``) renders from whatever has finished.
+    """
+    how = f"python -m coftad_lib.reproduce --profile {run_label(profile).split('+')[0]} --cells-only"
+    return _labelled({**base_record(cell, profile), "status": "pending", "how_to_get": how, "auroc": None,
+                      "message": f"not computed yet: `{how}` computes the missing cells (resumable)"}, cell, False)
+
+
 def finish_record(cell: Cell, base: Mapping[str, Any], task: Any, detector: Any,
                   fit_s: float) -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
     """Score (and embed) with a fitted ``detector``; the ``"ok"`` record and the features, as :func:`compute_record`."""

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from tqdm import tqdm
 
-from .cells import Cell, cached_record, failed_record, store_record
+from .cells import Cell, cached_record, failed_record, pending_record, store_record
 from .packing import check_pack, compute_pack, pack_groups
 
 Outcome = tuple[dict[str, Any], Any]
@@ -90,6 +90,22 @@ class Driver:
         ``on_done(id, None, (error, detail))``.
         """
         raise NotImplementedError
+
+
+class CacheOnlyExecutor(Driver):
+    """Reads the cache and computes nothing: a cell not in it gets a ``"pending"`` record.
+
+    For rendering tables from a cache that other runs fill (``--cells-only``, a GPU session, the
+    committed ``protocol-cpu`` cache): minutes instead of hours, and never a half-computed table
+    that overwrites a finished one.
+    """
+
+    name = "cache"
+    concurrency = None
+
+    def map(self, fn, calls, on_done):
+        for key, (cells, _data_root, profile, _strict) in calls.items():
+            on_done(key, [(pending_record(c, profile), None) for c in cells], None)
 
 
 class LocalExecutor(Driver):

@@ -14,6 +14,8 @@ cells' order), and the same rules:
 - ``pack=N`` (default 1) fits up to N COFT-AD cells that can share a step in one batched step on
   one worker (:mod:`coftad_lib.engine.packing`); each still gets its own record.
 
+``"cache"`` (:class:`~coftad_lib.engine.driver.CacheOnlyExecutor`) computes nothing: cells not in
+the cache come back ``"pending"`` (rendering a profile whose cells other runs compute).
 ``"local"`` (:class:`LocalExecutor`, the default) runs the cells in this process in order and needs
 nothing beyond the package. ``"pool"`` (:class:`~coftad_lib.engine.pool.PoolExecutor`) runs them
 in N spawned processes of this machine, sharing its GPU (no Ray needed). ``"ray"`` (:class:`RayExecutor`) submits each cell as a Ray task
@@ -36,9 +38,9 @@ import pandas as pd
 
 from ..errors import COFTADInputError
 from .cells import ROW_COLUMNS, Cell, record_row
-from .driver import Driver, Executor, LocalExecutor, OnDone, Outcome  # noqa: F401  (re-exported)
+from .driver import CacheOnlyExecutor, Driver, Executor, LocalExecutor, OnDone, Outcome  # noqa: F401  (re-exported)
 
-EXECUTORS: tuple[str, ...] = ("local", "pool", "ray")
+EXECUTORS: tuple[str, ...] = ("local", "pool", "ray", "cache")
 RAY_INSTALL = 'pip install -e ".[cluster]"  (or: pip install ray)'
 
 
@@ -131,6 +133,8 @@ def get_executor(executor: str | Executor = "local", **options: Any) -> Executor
             raise COFTADInputError(f"executor={executor!r}: expected 'local', 'pool', 'ray' or an object with run()")
         return executor
     options = {k: v for k, v in options.items() if v is not None}
+    if executor == "cache":
+        return CacheOnlyExecutor()
     if executor == "local":
         options.pop("workers", None)
         options.pop("address", None)

@@ -85,12 +85,14 @@ def record_status(out_dir: str | os.PathLike, results: pd.DataFrame | Iterable[p
     n_missing = 0 if df is None else int((df["status"] == "missing").sum())
     failed = failed_from_frame(df)
     n_failed = 0 if df is None else int((df["status"] == "failed").sum())
+    n_pending = 0 if df is None else int((df["status"] == "pending").sum())
     payload: dict[str, Any] = {
         "notebook": notebook,
         "status": "failed" if failed else "missing" if entries else "ok",
         "profile": profile or "",
         "missing": [entries[k] for k in sorted(entries)],
-        "n_cells": n, "n_ok": n - n_missing - n_failed, "n_missing": n_missing, "n_failed": n_failed,
+        "n_cells": n, "n_ok": n - n_missing - n_failed - n_pending, "n_missing": n_missing, "n_failed": n_failed,
+        "n_pending": n_pending,
         "failed": failed,
         "tables": list(tables), "figures": list(figures), "note": note,
     }

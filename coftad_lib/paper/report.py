@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..engine.cache import atomic_write_text
 from ..engine.status import relative_to_roots, summary_roots
+from .claims import claims_section
 from .paper_values import TABLE_TITLES, TABLES, display_name
 from .results_tables import MIN_FLAG_POINTS
 
@@ -187,6 +188,7 @@ def write_report(results_dir: str | os.PathLike = "results") -> Path:
              "paper's value (see each table's notes for doubts about the paper's text).", ""]
     run_file = root / "runs" / "summary.json"
     roots = summary_roots(json.loads(run_file.read_text()).get("meta", {})) if run_file.exists() else {}
+    lines += claims_section(root / "tables", ", ".join(sorted(tab_profiles)))
     lines += nb_lines + tab_lines + fig_lines + _differences_section(summaries, profiles)
     lines += _failed_section(root, roots) + _study_section(root)
     if missing:

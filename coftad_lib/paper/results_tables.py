@@ -87,6 +87,7 @@ def summarize(df: pd.DataFrame, table: str, setting_map: Mapping[str, str] | Non
         p = pval.get((smap.get(setting, setting), method, task), math.nan)
         rows.append({"setting": setting, "method": method, "task": task, "n_ok": n,
                      "n_seeds": int(g["seed"].nunique()), "n_failed": int((g["status"] == "failed").sum()),
+                     "n_pending": int((g["status"] == "pending").sum()),
                      "mean": mean, "std": std, "paper": p,
                      "paper_basis": "reported" if not math.isnan(p) else ""})
     out = pd.DataFrame(rows)
@@ -133,6 +134,7 @@ def _averages(d: pd.DataFrame, paper: pd.DataFrame, pval: dict, smap: Mapping[st
         p, basis = _paper_avg(paper, pval, smap.get(setting, setting), method, tasks)
         rows.append({"setting": setting, "method": method, "task": "avg", "n_ok": n,
                      "n_seeds": int(g["seed"].nunique()), "n_failed": int((g["status"] == "failed").sum()),
+                     "n_pending": int((g["status"] == "pending").sum()),
                      "mean": mean, "std": std, "paper": p,
                      "paper_basis": basis})
     return pd.DataFrame(rows)
@@ -145,12 +147,15 @@ def _cell_text(r: pd.Series | None, paper: float, decimals: int, quoted: bool) -
     if r is None:
         return "" if math.isnan(paper) else f"not run (paper {ptxt})"
     n_failed = int(r.get("n_failed", 0) or 0)
+    n_pending = int(r.get("n_pending", 0) or 0)
     if r["n_ok"] == 0:
-        what = "incomplete" if r["task"] == "avg" else "failed" if n_failed else "missing data"
+        what = ("incomplete" if r["task"] == "avg" else "failed" if n_failed
+                else "not computed yet" if n_pending else "missing data")
         return f"{what} (paper {ptxt})"
     body = _fmt(r["mean"], decimals) + (f" ± {_fmt(r['std'], decimals)}" if r["n_ok"] > 1 else "")
     if r["task"] != "avg" and r["n_ok"] < r["n_seeds"]:
-        body += f" [{r['n_ok']}/{r['n_seeds']} seeds" + (f", {n_failed} failed]" if n_failed else "]")
+        notes = [f"{n_failed} failed"] * bool(n_failed) + [f"{n_pending} pending"] * bool(n_pending)
+        body += f" [{r['n_ok']}/{r['n_seeds']} seeds" + "".join(f", {t}" for t in notes) + "]"
     if math.isnan(paper):
         return f"{body} (paper n/a)"
     sign = "+" if r["diff"] >= 0 else "-"

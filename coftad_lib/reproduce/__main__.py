@@ -9,6 +9,7 @@ Examples:
     python -m coftad_lib.reproduce --profile paper --executor pool --workers 4 --param backbone=efficientnet_lite0
     python -m coftad_lib.reproduce --profile paper --plan --plan-timings coftad_lib/reproduce/timings_h200.json
     python -m coftad_lib.reproduce --profile paper --only 04 --cells-only --param backbone=efficientnet_lite0
+    python -m coftad_lib.reproduce --profile protocol-cpu --verify 2
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ def _csv(text: str) -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
     p = argparse.ArgumentParser(prog="python -m coftad_lib.reproduce", description=__doc__.split("\n")[0],
-                                epilog="Exit codes: 0 ok, 1 a notebook failed, 2 bad arguments, "
-                                       "3 --strict and data were missing.")
+                                epilog="Exit codes: 0 ok, 1 a notebook failed (--verify: a cell differs), "
+                                       "2 bad arguments, 3 --strict and data were missing (--verify: a "
+                                       "drawn cell's data is not here), 130 interrupted.")
     p.add_argument("--profile", required=True, choices=sorted(PROFILES), help="run size (see profiles.py)")
     p.add_argument("--only", type=_csv, default=None, help="comma list of notebook numbers or names (01,04 or mvtec)")
     p.add_argument("--seeds", type=lambda s: [int(x) for x in _csv(s)], default=None,
@@ -58,15 +60,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder holding the datasets (default: $COFTAD_DATA_ROOT, else ./data, else ../shared/data)")
     p.add_argument("--prep-dir", default=DEFAULT_PREP_DIR,
                    help=f"where data_prep notebooks write derived datasets (default: {DEFAULT_PREP_DIR})")
-    p.add_argument("--out", default="results", help="output folder (default: results)")
+    p.add_argument("--out", default=None,
+                   help="output folder (default: the profile's own: results/smoke, results/paper, ...; "
+                        "results itself for protocol-cpu, the committed headline)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="extra notebook parameter (repeatable); must be assigned in the notebook's parameters cell")
     p.add_argument("--notebooks", default="notebooks", help="folder of NN_*.ipynb (default: notebooks)")
     p.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: python3)")
     p.add_argument("--log-output", action="store_true", help="stream notebook output to this terminal")
-    p.add_argument("--executor", default="local", choices=EXECUTORS,
-                   help="where cells run: local (this process, default), pool (--workers processes here, "
-                        "sharing the GPU) or ray (one Ray task per cell)")
+    p.add_argument("--executor", default=None, choices=EXECUTORS,
+                   help="where cells run: local (this process; the default), pool (--workers processes here, "
+                        "sharing the GPU), ray (one Ray task per cell) or cache (compute nothing: cells not in "
+                        "the cache show as pending; protocol-cpu's default)")
     p.add_argument("--address", default=None,
                    help="Ray cluster to join (auto = the one started with `ray start`); default: start a local Ray")
     p.add_argument("--gpus-per-cell", type=float, default=None,
@@ -83,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cells-only", action="store_true",
                    help="run no notebook: prepare data and compute the cells --plan lists into <out>/cache "
                         "(no Jupyter needed; notebooks run later with that cache only render)")
+    p.add_argument("--verify", type=int, default=None, metavar="N",
+                   help="run no notebook: recompute N random committed cells of the profile's cache and compare "
+                        "each AUROC with its record (exit 1 naming any that differs by more than 1e-6)")
+    p.add_argument("--verify-seed", type=int, default=None, metavar="S",
+                   help="seed of --verify's draw (default: a new draw each time)")
+    p.add_argument("--verify-key", type=_csv, default=(), metavar="KEY[,KEY]",
+                   help="with --verify: recompute these cells (key prefixes) instead of a random draw")
     p.add_argument("--no-download", action="store_true",
                    help="fetch no dataset before the run (default: fetch the public ones the notebooks need "
                         "and lack into --data-root; also $COFTAD_NO_DOWNLOAD=1)")
@@ -99,10 +111,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         params = dict(parse_param(t) for t in args.param)
+        if args.verify is not None:
+            from .verify import verify
+
+            ctx, _ = build_context(args.profile, seeds=args.seeds, data_root=args.data_root, prep_dir=args.prep_dir,
+                                   out_dir=args.out, params=params)
+            return verify(ctx.cache_dir, ctx.data_roots, args.verify, seed=args.verify_seed, keys=args.verify_key)
         if args.plan or args.cells_only:
             # the same run context as a run: only the profile overrides of --param count; a plan
             # computes nothing, so it needs no executor (nor Ray installed)
-            where = {} if args.plan else {"executor": args.executor, "address": args.address, "pack": args.pack,
+            if args.cells_only and args.executor == "cache":
+                raise COFTADInputError("--cells-only computes cells: choose --executor local, pool or ray")
+            # --cells-only computes: a profile that renders from its cache still computes here
+            executor = args.executor or "local"
+            where = {} if args.plan else {"executor": executor, "address": args.address, "pack": args.pack,
                                           "gpus_per_cell": args.gpus_per_cell, "workers": args.workers}
             ctx, _ = build_context(args.profile, seeds=args.seeds, data_root=args.data_root, prep_dir=args.prep_dir,
                                    out_dir=args.out, params=params, **where)

@@ -196,10 +196,10 @@ def notebook_params(ctx: RunContext, nb: Path, extra: Mapping[str, Any]) -> dict
 
 def run_series(profile: str, *, only: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
                strict: bool = False, data_root: str | os.PathLike | None = None,
-               prep_dir: str | os.PathLike = DEFAULT_PREP_DIR, out_dir: str | os.PathLike = "results",
+               prep_dir: str | os.PathLike = DEFAULT_PREP_DIR, out_dir: str | os.PathLike | None = None,
                params: Mapping[str, Any] | None = None, notebooks_dir: str | os.PathLike = "notebooks",
                kernel_name: str = "python3", log_output: bool = False, report: bool = True,
-               executor: str = "local", address: str | None = None, gpus_per_cell: float | None = None,
+               executor: str | None = None, address: str | None = None, gpus_per_cell: float | None = None,
                pack: int | None = None, workers: int | None = None, download: bool | None = None,
                data_mirror: str | None = None) -> tuple[int, list[NotebookResult]]:
     """Run the selected notebooks in order; write the summary and the report; return (exit code, results).

@@ -20,7 +20,7 @@ from ..engine.packing import check_pack
 from ..engine.pool import check_workers
 from ..errors import COFTADInputError
 from ..paper.context import RunContext, run_context
-from ..paper.profiles import split_overrides
+from ..paper.profiles import derive, split_overrides
 
 NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_.+\.ipynb$")
 #: name of the lock file a runner holds in its output folder
@@ -62,17 +62,23 @@ def default_data_root(repo: Path | None = None) -> Path:
 
 
 def build_context(profile: str, *, seeds: Sequence[int] | None = None, data_root: str | os.PathLike | None = None,
-                  prep_dir: str | os.PathLike = "prepared_data", out_dir: str | os.PathLike = "results",
-                  params: Mapping[str, Any] | None = None, executor: str = "local", address: str | None = None,
+                  prep_dir: str | os.PathLike = "prepared_data", out_dir: str | os.PathLike | None = None,
+                  params: Mapping[str, Any] | None = None, executor: str | None = None, address: str | None = None,
                   gpus_per_cell: float | None = None, pack: int | None = None,
                   workers: int | None = None) -> tuple[RunContext, dict[str, Any]]:
     """(the run's context, the ``--param`` values that are not profile overrides).
 
     Paths become absolute; ``params`` named in :data:`~coftad_lib.paper.profiles.OVERRIDE_KEYS`
     (``backbone``, ``steps``, ...) become the context's overrides; the executor's options are
-    checked here, before anything runs.
+    checked here, before anything runs. ``out_dir`` None: the profile's own folder
+    (``results/smoke``; ``results`` for ``protocol-cpu``); ``executor``
+    None: the profile's (``"cache"`` for ``protocol-cpu``, which renders from its committed cache),
+    else ``"local"``.
     """
     overrides, rest = split_overrides(params or {})
+    settings = derive(profile, overrides)
+    out_dir = settings["out_dir"] if out_dir is None else out_dir
+    executor = str(settings.get("executor", "local")) if executor is None else executor
     check_executor(executor)
     if pack is not None:
         check_pack(pack, "--pack")

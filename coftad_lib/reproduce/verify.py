@@ -1,0 +1,120 @@
+"""``--verify N``: recompute N committed cells and compare each with its record.
+
+Anyone can repeat any number: ``python -m coftad_lib.reproduce --profile protocol-cpu --verify 2``
+draws two cells at random from the run's cache (``results/cache/cells`` for ``protocol-cpu``),
+rebuilds each from its record (dataset, task, shots, method and kwargs, seed, protocol), computes
+it again in this process, with the record's thread count, and compares the AUROCs. A cell
+recomputes to the same number only when its code and its inputs are the same: a record whose key
+no longer matches the code (the method changed since it was computed) is reported as stale, not
+silently recomputed under a new key.
+
+Exit codes: 0 every drawn cell agrees within ``tolerance``; 1 one differs (named, with both
+AUROCs), is stale, or failed; 3 a drawn cell's data or weights are not on this machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..engine.cells import Cell, compute_record
+from ..errors import COFTADInputError, DatasetNotFoundError, WeightsUnavailableError
+
+#: largest AUROC difference (on the [0, 1] scale) that still counts as the same number
+TOLERANCE = 1e-6
+
+
+def committed_records(cache_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The ``"ok"`` records of ``<cache_dir>/cells``, sorted by key (the order draws are made from)."""
+    folder = Path(cache_dir) / "cells"
+    out = []
+    for path in sorted(folder.glob("*.json")):
+        rec = json.loads(path.read_text())
+        if rec.get("status") == "ok" and rec.get("kind", "score") == "score":
+            out.append(rec)
+    return out
+
+
+def cell_of(record: Mapping[str, Any]) -> Cell:
+    """The :class:`Cell` whose work produced ``record`` (labels are not part of the work)."""
+    return Cell(table="verify", dataset=record["dataset"], task=record["task"], shots=int(record["shots"]),
+                method=record["method"], method_kwargs=record["method_kwargs"], seed=int(record["seed"]),
+                task_args=record["task_args"], kind=record.get("kind", "score"))
+
+
+@contextmanager
+def _threads_of(record: Mapping[str, Any]):
+    """``$COFTAD_CELL_THREADS`` set to the record's thread count while it is recomputed."""
+    threads = record.get("threads")
+    before = os.environ.get("COFTAD_CELL_THREADS")
+    if threads:
+        os.environ["COFTAD_CELL_THREADS"] = str(int(threads))
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("COFTAD_CELL_THREADS", None)
+        else:
+            os.environ["COFTAD_CELL_THREADS"] = before
+
+
+def verify_record(record: Mapping[str, Any], data_root: Any, tolerance: float = TOLERANCE) -> dict[str, Any]:
+    """Recompute one record's cell: ``{"key", "what", "status", "recorded", "recomputed", "diff", "message"}``.
+
+    ``status`` is ``"same"``, ``"differs"``, ``"stale"`` (the code changed: the cell's key today is
+    not the record's), ``"missing"`` (data or weights absent) or ``"failed"``.
+    """
+    cell = cell_of(record)
+    what = (f"{record['method']} on {record['dataset']}/{record['task']}, {record['shots']} shots, "
+            f"seed {record['seed']} (key {str(record['key'])[:12]})")
+    out: dict[str, Any] = {"key": record["key"], "what": what, "recorded": float(record["auroc"]),
+                           "recomputed": None, "diff": None, "message": ""}
+    if cell.key() != record["key"]:
+        return {**out, "status": "stale",
+                "message": "the code or library version changed since this record was computed (key today: "
+                           f"{cell.key()[:12]}); it cannot be recomputed as it was"}
+    try:
+        with _threads_of(record):
+            fresh, _ = compute_record(cell, data_root, str(record.get("profile", "")), strict=True)
+    except (DatasetNotFoundError, WeightsUnavailableError) as exc:
+        return {**out, "status": "missing", "message": str(exc).splitlines()[0]}
+    except Exception as exc:  # noqa: BLE001  (a verification reports, it does not crash)
+        return {**out, "status": "failed", "message": f"{type(exc).__name__}: {exc}"}
+    diff = abs(float(fresh["auroc"]) - out["recorded"])
+    return {**out, "recomputed": float(fresh["auroc"]), "diff": diff,
+            "status": "same" if diff <= tolerance else "differs"}
+
+
+def verify(cache_dir: str | os.PathLike, data_root: Any, n: int, *, seed: int | None = None,
+           tolerance: float = TOLERANCE, keys: Sequence[str] = ()) -> int:
+    """CLI ``--verify N``: recompute ``n`` random committed cells (or those of ``keys``); print one line
+    each; return the exit code (module docstring)."""
+    if n < 1 and not keys:
+        raise COFTADInputError(f"--verify {n}: expected a number of cells >= 1")
+    records = committed_records(cache_dir)
+    if not records:
+        raise COFTADInputError(f"--verify: no computed cells in {Path(cache_dir) / 'cells'}")
+    if keys:
+        chosen = [r for r in records if any(str(r["key"]).startswith(k) for k in keys)]
+        if not chosen:
+            raise COFTADInputError(f"--verify-key {', '.join(keys)}: no such cell in {cache_dir}")
+    else:
+        chosen = random.Random(seed).sample(records, min(n, len(records)))
+    print(f"[verify] recomputing {len(chosen)} of {len(records)} committed cells (tolerance {tolerance:g} AUROC)",
+          flush=True)
+    results = []
+    for rec in chosen:
+        res = verify_record(rec, data_root, tolerance)
+        results.append(res)
+        nums = (f"recorded {res['recorded']:.6f}, recomputed {res['recomputed']:.6f}, diff {res['diff']:.2g}"
+                if res["recomputed"] is not None else res["message"])
+        print(f"[verify] {res['status']}: {res['what']}: {nums}", flush=True)
+    statuses = {r["status"] for r in results}
+    if statuses & {"differs", "stale", "failed"}:
+        return 1
+    return 3 if "missing" in statuses else 0
