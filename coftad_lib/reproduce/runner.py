@@ -253,6 +253,15 @@ def publish_run(ctx: RunContext, results: Sequence[NotebookResult], repo: Path) 
     return pub
 
 
+def run_meta(ctx: RunContext, notebooks: Sequence[Path], strict: bool, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's settings as ``runs/summary.json`` records them (``meta``)."""
+    return {"profile": ctx.name, "seeds": list(ctx.seeds), "strict": strict, "data_root": ctx.data_root,
+            "prep_dir": ctx.prep_dir, "out_dir": ctx.out_dir, "executor": ctx.executor,
+            "pack": ctx.executor_options.get("pack", 1), "workers": ctx.executor_options.get("workers"),
+            "notebooks": [nb.name for nb in notebooks], "overrides": dict(ctx.overrides),
+            "params": json.loads(json.dumps(params, default=str))}
+
+
 def run_series(profile: str, *, only: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
                strict: bool = False, data_root: str | os.PathLike | None = None,
                prep_dir: str | os.PathLike = DEFAULT_PREP_DIR, out_dir: str | os.PathLike = "results",
@@ -298,11 +307,7 @@ def run_series(profile: str, *, only: Sequence[str] | None = None, seeds: Sequen
             print(f"[reproduce] {moved} cached cells moved to keys without the profile name", flush=True)
         fetch_data(ctx, notebooks, download=download, mirror=data_mirror)
         results = run_notebooks(ctx, notebooks, per_nb, kernel_name, log_output)
-        meta = {"profile": ctx.name, "seeds": list(ctx.seeds), "strict": strict, "data_root": ctx.data_root,
-                "prep_dir": ctx.prep_dir, "out_dir": ctx.out_dir, "executor": ctx.executor,
-                "pack": ctx.executor_options.get("pack", 1), "workers": ctx.executor_options.get("workers"),
-                "notebooks": [nb.name for nb in notebooks], "overrides": dict(ctx.overrides),
-                "params": json.loads(json.dumps(params, default=str))}
+        meta = run_meta(ctx, notebooks, strict, params)
         summary = write_summary(results, out, meta)
         print(format_summary(results, summary_roots(meta)))
         print(f"[reproduce] summary: {summary}")
