@@ -137,6 +137,11 @@ def test_series_runs_notebooks_and_writes_summary(tmp_path):
     assert "SemiCon is private" in summary
     assert json.loads((out / "runs" / "summary.json").read_text())["meta"]["seeds"] == [3]
     assert "01_missing" in (out / "REPORT.md").read_text()
+    # the executed notebooks are published (committable, no machine paths) and the report links them
+    assert sorted(p.name for p in (out / "notebooks").iterdir()) == ["01_missing.ipynb", "02_fail.ipynb"]
+    assert "deliberate failure in x" in (out / "notebooks" / "02_fail.ipynb").read_text()
+    assert str(tmp_path) not in (out / "notebooks" / "01_missing.ipynb").read_text()
+    assert "[ipynb](notebooks/02_fail.ipynb)" in (out / "REPORT.md").read_text()
 
 
 # ------------------------------------------------------------------ exit codes without a kernel
@@ -227,3 +232,61 @@ def test_summary_and_report_print_paths_relative_to_the_data_root(tmp_path):
     for text in (summary, report):
         assert str(tmp_path) not in text.split("## ", 1)[1], text
         assert "mvtec_ad/carpet" in text and "mvtec_ad/bottle/x.png" in text and "| csi |" in text.replace("CSI", "csi")
+
+
+# ------------------------------------------------------------------ publishing and the console
+def _writing_execute(data_root: Path):
+    """A fake :func:`runner.execute` that leaves an executed notebook (printing a machine path) and a status."""
+    def execute(nb_path, out_dir, params, kernel_name, profile, log_output=False):
+        from coftad_lib.paper import record_status
+
+        nb = nbformat.read(nb_path, as_version=4)
+        nb.cells[-1].outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"read {data_root}/flowers17\n")]
+        executed = Path(out_dir) / "executed" / nb_path.name
+        executed.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, executed)
+        record_status(out_dir, notebook=nb_path.stem)
+        return runner.NotebookResult(name=nb_path.stem, status="ok", seconds=0.1, executed=str(executed),
+                                     profile=profile)
+    return execute
+
+
+def test_run_publishes_executed_notebooks_and_the_report_links_them(tmp_path, monkeypatch, capsys):
+    nbdir, out, data = tmp_path / "repo" / "notebooks", tmp_path / "repo" / "results" / "smoke", tmp_path / "data"
+    for name in ("01_a", "02_b"):
+        make_notebook(nbdir / f"{name}.ipynb", PARAMS_CELL, "print('x')")
+    monkeypatch.setattr(runner, "execute", _writing_execute(data.resolve()))
+    code, _ = runner.run_series("smoke", data_root=data, out_dir=out, notebooks_dir=nbdir, only=["01", "02"])
+    assert code == runner.EXIT_OK
+    published = sorted(p.name for p in (out / "notebooks").iterdir())
+    assert published == ["01_a.ipynb", "02_b.ipynb"]
+    text = (out / "notebooks" / "01_a.ipynb").read_text()
+    assert "read <DATA_ROOT>/flowers17" in text and str(tmp_path) not in text
+    report = (out / "REPORT.md").read_text()
+    assert "[ipynb](notebooks/01_a.ipynb)" in report and "executed/01_a" not in report
+    console = capsys.readouterr().out
+    lines = [ln for ln in console.splitlines() if ln.startswith("[reproduce]")]
+    assert "2 notebook(s); 0 cells" in lines[0]  # the estimate comes before the first notebook
+    assert lines[1].startswith("[reproduce] [1/2] 01_a: starting (run elapsed 0:00:")
+    assert lines[2].startswith("[reproduce] [1/2] 01_a: ok in 0.1 s (run elapsed 0:00:")
+    assert any(ln.startswith("[reproduce] published 2 executed notebooks") for ln in lines)
+    # without a published copy the report links the executed one
+    (out / "notebooks" / "02_b.ipynb").unlink()
+    from coftad_lib.paper.report import write_report
+
+    report = write_report(out).read_text()
+    assert "[ipynb](notebooks/01_a.ipynb)" in report and "[ipynb](executed/02_b.ipynb)" in report
+
+
+def test_a_failed_publication_is_reported_and_the_run_goes_on(tmp_path, monkeypatch, capsys):
+    nbdir, out = tmp_path / "nb", tmp_path / "out"
+    make_notebook(nbdir / "01_a.ipynb", PARAMS_CELL, "pass")
+    monkeypatch.setattr(runner, "execute", _writing_execute(tmp_path / "data"))
+
+    def over_budget(*a, **k):
+        raise runner.COFTADInputError("over the budget")
+
+    monkeypatch.setattr(runner, "publish_executed", over_budget)
+    code, _ = runner.run_series("smoke", data_root=tmp_path / "data", out_dir=out, notebooks_dir=nbdir)
+    assert code == runner.EXIT_OK and (out / "REPORT.md").exists()
+    assert "not published" in capsys.readouterr().out and "[ipynb](executed/01_a.ipynb)" in (out / "REPORT.md").read_text()

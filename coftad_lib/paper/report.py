@@ -125,6 +125,12 @@ def _failed_section(root: Path, roots: dict[str, str]) -> list[str]:
 
 
 def _notebooks_section(root: Path) -> tuple[list[str], dict[str, str], set[str]]:
+    """The last run's notebooks (status, seconds, missing data, a link to each executed notebook).
+
+    The link goes to the published copy ``notebooks/<name>.ipynb`` when it exists (committed, so
+    it resolves on a clone; :func:`coftad_lib.notebook_publish.publish_executed`), else to the
+    run's own ``executed/<name>.ipynb`` (git-ignored).
+    """
     lines = ["## Notebooks", ""]
     missing: dict[str, str] = {}
     statuses = {p.stem: json.loads(p.read_text()) for p in sorted((root / "status").glob("*.json"))}
@@ -143,7 +149,11 @@ def _notebooks_section(root: Path) -> tuple[list[str], dict[str, str], set[str]]
                   "| notebook | status | seconds | missing | executed |", "|---|---|---:|---|---|"]
         for nb in run.get("notebooks", []):
             miss = ", ".join(m["dataset"] for m in nb.get("missing", []))
-            exe = f"[ipynb](executed/{Path(nb['executed']).name})" if nb.get("executed") else ""
+            published = f"notebooks/{nb['name']}.ipynb"
+            if (root / published).is_file():
+                exe = f"[ipynb]({published})"
+            else:
+                exe = f"[ipynb](executed/{Path(nb['executed']).name})" if nb.get("executed") else ""
             lines.append(f"| {nb['name']} | {nb['status']} | {nb['seconds']:.1f} | {miss} | {exe} |")
     elif statuses:
         lines += ["| notebook | status | profile | missing |", "|---|---|---|---|"]

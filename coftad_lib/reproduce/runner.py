@@ -4,13 +4,17 @@ Each notebook gets the parameters PROFILE, SEEDS, DATA_ROOT and OUT_DIR (plus an
 which must be assigned in its ``parameters`` cell (checked before anything runs). The executed
 copies go to ``<out>/executed/``; each notebook writes ``<out>/status/<name>.json`` through
 :func:`coftad_lib.reproduce.record_status`. The runner then writes ``<out>/runs/summary.md`` (and
-``summary.json``) and the report ``<out>/REPORT.md``.
+``summary.json``), publishes the executed notebooks to ``<out>/notebooks/`` (cleaned, committed:
+REPORT.md links them) and writes the report ``<out>/REPORT.md``. The console gets an estimate
+before the first notebook and a line at least every ~25 s while one runs
+(:mod:`~coftad_lib.reproduce.progress`).
 
 Reruns execute every selected notebook again; the work inside is cached per cell, so they are fast.
 
 Exit codes of :func:`run_series` (and the CLI): 0 all ok; 1 a notebook failed (or wrote no
 status); 3 ``strict`` and some dataset or weights were missing. Bad arguments raise
-:class:`~coftad_lib.errors.COFTADInputError` before any notebook runs (CLI exit code 2).
+:class:`~coftad_lib.errors.COFTADInputError` before any notebook runs (CLI exit code 2); Ctrl-C
+propagates as KeyboardInterrupt (the shell sees 130). docs/RUNNING.md, "Exit status".
 """
 
 from __future__ import annotations
@@ -31,10 +35,12 @@ from ..engine.migrate import ensure_migrated
 from ..engine.status import display_path, read_status, relative_to_roots, status_path, summary_roots
 from ..errors import COFTADInputError
 from ..kernel_quiet import quiet_kernel_kwargs
+from ..notebook_publish import PUBLISHED_DIR, PublishResult, publish_executed
 from ..paper.context import RunContext
 from ..paper.migration import migrate_run
 from .data_fetch import fetch_data
 from .notebook_params import check_parameters, parameter_names
+from .progress import Heartbeat, notebook_line, preflight, say_reproduce
 from .series import build_context, default_data_root, discover, out_lock, select  # noqa: F401  (re-exported)
 
 #: the parameters every notebook of the series must declare (:meth:`RunContext.notebook_params`)
@@ -194,6 +200,68 @@ def notebook_params(ctx: RunContext, nb: Path, extra: Mapping[str, Any]) -> dict
     return values
 
 
+def run_notebooks(ctx: RunContext, notebooks: Sequence[Path], per_nb: Mapping[Path, Mapping[str, Any]],
+                  kernel_name: str, log_output: bool = False) -> list[NotebookResult]:
+    """Execute ``notebooks`` in order with :func:`execute`, saying on the console what happens.
+
+    First one line with the cells to run and cached and the expected time
+    (:func:`~coftad_lib.reproduce.progress.preflight`); then per notebook a start and a finish line
+    with the run's elapsed time, and between them a :class:`~coftad_lib.reproduce.progress.Heartbeat`
+    (new cells, elapsed time; never more than ~25 s of silence).
+    """
+    out, n = Path(ctx.out_dir), len(notebooks)
+    to_run = preflight(ctx, notebooks, say_reproduce)
+    start = time.monotonic()
+    results = []
+    for i, nb in enumerate(notebooks, 1):
+        say_reproduce(notebook_line(i, n, nb.stem, start, time.monotonic(), "starting", to_run))
+        with Heartbeat(nb.stem, Path(ctx.cache_dir) / "cells", to_run.get(nb.stem), say_reproduce):
+            res = execute(nb, out, per_nb[nb], kernel_name, ctx.name, log_output=log_output)
+        what = f"{res.status} in {res.seconds:.1f} s" + (f", {res.error}" if res.error else "")
+        say_reproduce(notebook_line(i, n, nb.stem, start, time.monotonic(), what))
+        results.append(res)
+    return results
+
+
+def publish_run(ctx: RunContext, results: Sequence[NotebookResult], repo: Path) -> PublishResult | None:
+    """Publish this run's executed notebooks to ``<out>/notebooks/`` (:func:`~coftad_lib.notebook_publish.publish_executed`).
+
+    ``<out>/executed/`` is git-ignored (it changes on every run); the published copies, cleaned
+    of timestamps and within a size budget, are meant to be committed so that REPORT.md's links
+    resolve on a clone. Machine paths are redacted: the repository becomes ``.``, the data and
+    prep folders ``<DATA_ROOT>`` / ``<PREP_DIR>``, an output folder outside the repository
+    ``<OUT_DIR>``, the home folder ``~``. A failure to publish is reported, never raised: the
+    notebooks ran and their summary is written.
+    """
+    out = Path(ctx.out_dir)
+    names = [r.name for r in results if r.executed and Path(r.executed).is_file()]
+    if not names:
+        return None
+    redact = {str(repo): ".", str(ctx.data_root): "<DATA_ROOT>", str(ctx.prep_dir): "<PREP_DIR>",
+              str(Path.home()): "~"}
+    if not out.resolve().is_relative_to(repo):
+        redact[str(out)] = "<OUT_DIR>"
+    redact = {k: v for k, v in redact.items() if len(Path(k).parts) > 1}  # never "/": it is in every path
+    try:
+        pub = publish_executed(out / "executed", out / PUBLISHED_DIR, names=names, redact=redact)
+    except Exception as exc:  # a budget overrun, an unreadable executed copy: say so and go on
+        say_reproduce(f"executed notebooks not published to {out / PUBLISHED_DIR}: {exc}")
+        return None
+    extra = f"; {pub.images_left_out} images left out" if pub.images_left_out else ""
+    say_reproduce(f"published {len(pub.files)} executed notebooks to {out / PUBLISHED_DIR} "
+                  f"({pub.total_bytes / 1024:.0f} KiB{extra})")
+    return pub
+
+
+def run_meta(ctx: RunContext, notebooks: Sequence[Path], strict: bool, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's settings as ``runs/summary.json`` records them (``meta``)."""
+    return {"profile": ctx.name, "seeds": list(ctx.seeds), "strict": strict, "data_root": ctx.data_root,
+            "prep_dir": ctx.prep_dir, "out_dir": ctx.out_dir, "executor": ctx.executor,
+            "pack": ctx.executor_options.get("pack", 1), "workers": ctx.executor_options.get("workers"),
+            "notebooks": [nb.name for nb in notebooks], "overrides": dict(ctx.overrides),
+            "params": json.loads(json.dumps(params, default=str))}
+
+
 def run_series(profile: str, *, only: Sequence[str] | None = None, seeds: Sequence[int] | None = None,
                strict: bool = False, data_root: str | os.PathLike | None = None,
                prep_dir: str | os.PathLike = DEFAULT_PREP_DIR, out_dir: str | os.PathLike | None = None,
@@ -201,7 +269,7 @@ def run_series(profile: str, *, only: Sequence[str] | None = None, seeds: Sequen
                kernel_name: str = "python3", log_output: bool = False, report: bool = True,
                executor: str | None = None, address: str | None = None, gpus_per_cell: float | None = None,
                pack: int | None = None, workers: int | None = None, download: bool | None = None,
-               data_mirror: str | None = None) -> tuple[int, list[NotebookResult]]:
+               data_mirror: str | None = None, publish: bool = True) -> tuple[int, list[NotebookResult]]:
     """Run the selected notebooks in order; write the summary and the report; return (exit code, results).
 
     One :class:`~coftad_lib.paper.context.RunContext` (:func:`~coftad_lib.reproduce.series.build_context`)
@@ -213,7 +281,11 @@ def run_series(profile: str, *, only: Sequence[str] | None = None, seeds: Sequen
     before the first one runs. A second runner on the same ``out_dir`` fails at once
     (:func:`~coftad_lib.reproduce.series.out_lock`). Then the public datasets the notebooks need and
     lack are fetched into the data root (:func:`~coftad_lib.reproduce.data_fetch.fetch_data`;
-    ``download=False`` fetches nothing, ``data_mirror`` names a mirror).
+    ``download=False`` fetches nothing, ``data_mirror`` names a mirror). Before the first notebook
+    one line gives the cells to run and cached and, from timings measured earlier, the expected
+    time; while each runs, a heartbeat reports new cells and the elapsed time
+    (:mod:`~coftad_lib.reproduce.progress`). Afterwards the executed notebooks are published to
+    ``<out>/notebooks/`` (``publish=False``: not) and the report links those copies.
     """
     ctx, params = build_context(profile, seeds=seeds, data_root=data_root, prep_dir=prep_dir, out_dir=out_dir,
                                 params=params, executor=executor, address=address, gpus_per_cell=gpus_per_cell,
@@ -234,21 +306,14 @@ def run_series(profile: str, *, only: Sequence[str] | None = None, seeds: Sequen
         if moved:
             print(f"[reproduce] {moved} cached cells moved to keys without the profile name", flush=True)
         fetch_data(ctx, notebooks, download=download, mirror=data_mirror)
-        results = []
-        for nb in notebooks:
-            print(f"[reproduce] {nb.name} ...", flush=True)
-            res = execute(nb, out, per_nb[nb], kernel_name, ctx.name, log_output=log_output)
-            print(f"[reproduce] {nb.name}: {res.status} in {res.seconds:.1f} s {res.error}".rstrip(), flush=True)
-            results.append(res)
-        meta = {"profile": ctx.name, "seeds": list(ctx.seeds), "strict": strict, "data_root": ctx.data_root,
-                "prep_dir": ctx.prep_dir, "out_dir": ctx.out_dir, "executor": ctx.executor,
-                "pack": ctx.executor_options.get("pack", 1), "workers": ctx.executor_options.get("workers"),
-                "notebooks": [nb.name for nb in notebooks], "overrides": dict(ctx.overrides),
-                "params": json.loads(json.dumps(params, default=str))}
+        results = run_notebooks(ctx, notebooks, per_nb, kernel_name, log_output)
+        meta = run_meta(ctx, notebooks, strict, params)
         summary = write_summary(results, out, meta)
         print(format_summary(results, summary_roots(meta)))
         print(f"[reproduce] summary: {summary}")
         code = exit_code(results, strict)
+        if publish:
+            publish_run(ctx, results, Path(notebooks_dir).resolve().parent)
         if report:
             from ..paper.report import write_report
 
