@@ -89,6 +89,9 @@ def test_the_cache_executor_renders_computed_cells_and_marks_the_others_pending(
     assert len(list((tmp_path / "cells").glob("*.json"))) == 1  # pending records are not cached
     md = write_table(df, "T", tmp_path / "tables")["md"].read_text()
     assert "[1/2 seeds, 1 pending]" in md and "not computed yet" in md
+    # data that is not here cannot be computed here either: missing (with how to get it), not pending
+    away = run_cells(cells, tmp_path / "nowhere", tmp_path, prof["name"], progress=False, executor="cache")
+    assert list(away["status"]) == ["ok", "missing", "missing", "missing"]
 
 
 def _computed(folder_data, cache):

@@ -13,7 +13,18 @@ from typing import Any, Protocol
 
 from tqdm import tqdm
 
-from .cells import Cell, cached_record, failed_record, pending_record, store_record
+from ..errors import COFTADInputError, DatasetNotFoundError, WeightsUnavailableError
+from .cache import canonical_json
+from .cells import (
+    Cell,
+    base_record,
+    cached_record,
+    failed_record,
+    load_cell_task,
+    missing_record,
+    pending_record,
+    store_record,
+)
 from .packing import check_pack, compute_pack, pack_groups
 
 Outcome = tuple[dict[str, Any], Any]
@@ -42,6 +53,8 @@ class Driver:
 
     name = "base"
     concurrency: int | None = 1
+    #: False for an executor that only reads the cache (callers with their own work then skip it)
+    computes: bool = True
 
     def __init__(self, pack: int = 1) -> None:
         self.pack = check_pack(pack)
@@ -102,10 +115,39 @@ class CacheOnlyExecutor(Driver):
 
     name = "cache"
     concurrency = None
+    computes = False
+
+    def __init__(self, pack: int = 1) -> None:
+        super().__init__(pack)
+        self._absent: dict[str, Exception | None] = {}
+
+    def _missing(self, cell: Cell, data_root: Any) -> Exception | None:
+        """The error loading ``cell``'s task raises here (its data is absent), else None; once per task.
+
+        A cell whose data is not on this machine cannot be computed here either: it is reported
+        ``"missing"`` with how to get the data, not ``"pending"``.
+        """
+        what = canonical_json({"dataset": cell.dataset, "task_args": dict(cell.task_args)})
+        if what not in self._absent:
+            try:
+                load_cell_task(cell, data_root)
+                self._absent[what] = None
+            except (DatasetNotFoundError, WeightsUnavailableError) as exc:
+                self._absent[what] = exc
+        return self._absent[what]
 
     def map(self, fn, calls, on_done):
-        for key, (cells, _data_root, profile, _strict) in calls.items():
-            on_done(key, [(pending_record(c, profile), None) for c in cells], None)
+        if fn is not compute_pack:
+            raise COFTADInputError(f"the cache executor computes nothing: it cannot run {fn.__name__}")
+        for key, (cells, data_root, profile, strict) in calls.items():
+            outcomes = []
+            for c in cells:
+                exc = self._missing(c, data_root)
+                if exc is not None and strict:
+                    raise exc
+                outcomes.append((pending_record(c, profile) if exc is None
+                                 else missing_record(c, base_record(c, profile), exc), None))
+            on_done(key, outcomes, None)
 
 
 class LocalExecutor(Driver):

@@ -226,7 +226,11 @@ def run_rescored(cells: Iterable[Cell], variants: Sequence[str], score_fn: Score
             result = ("ok", cached(name, parts[cell], lambda: result[1], cache_dir))
         outcomes[key] = result
 
-    get_executor(executor).map(_rescored_outcome, todo, finished)
+    ex = get_executor(executor)
+    if ex.computes:
+        ex.map(_rescored_outcome, todo, finished)
+    else:  # a cache-only run: scorings not cached yet are pending, as its cells are
+        outcomes.update({k: ("pending", "not computed yet: `--cells-only` computes it") for k in todo})
     rows = []
     for cell in cells:
         key = cell.key()
@@ -239,7 +243,7 @@ def run_rescored(cells: Iterable[Cell], variants: Sequence[str], score_fn: Score
             rows += [record_row({**base, "setting": v, "status": "ok", "message": "",
                                  "auroc": auroc(value[v], value[_LABELS])}) for v in variant_list]
         else:
-            message = value if status == "missing" else value[0]
+            message = value if status in ("missing", "pending") else value[0]
             rows += [record_row({**base, "setting": v, "status": status, "message": message, "auroc": None})
                      for v in variant_list]
     return pd.DataFrame(rows, columns=list(cells_mod.ROW_COLUMNS))

@@ -22,7 +22,8 @@ def with_task_average(df: pd.DataFrame, task: str = "avg") -> pd.DataFrame:
     """``df`` plus one row per (setting, method, seed) with the mean AUROC over its tasks.
 
     For tables whose paper values are averages only (Table VI): the average row is then compared
-    with the paper's. A seed's average is ``missing`` (NaN) unless every task of its setting is ok.
+    with the paper's. A seed's average is NaN unless every task of its setting is ok; its status is
+    then ``pending`` when the others are only not computed yet, else ``missing``.
     """
     if df.empty:
         return df.copy()
@@ -32,8 +33,10 @@ def with_task_average(df: pd.DataFrame, task: str = "avg") -> pd.DataFrame:
         ok = g[g["status"] == "ok"]
         complete = set(ok["task"]) == tasks
         row = g.iloc[0].to_dict()
+        # incomplete: "pending" while its cells are only not computed yet, else "missing"
+        pending_only = set(g.loc[g["status"] != "ok", "status"]) <= {"pending"} and set(g["task"]) == tasks
         row.update(task=task, auroc=float(ok["auroc"].mean()) if complete else math.nan,
-                   status="ok" if complete else "missing",
+                   status="ok" if complete else "pending" if pending_only else "missing",
                    message="" if complete else "; ".join(sorted(set(g.loc[g["status"] != "ok", "message"]))),
                    key="", cached=bool(g["cached"].all()))
         rows.append(row)

@@ -8,8 +8,8 @@ SemiCon slices, as notebooks 01-03 do). Running the notebooks later, anywhere, w
 tables and figures. Cache keys hold no device or torch version, so a cache filled on a GPU is
 read on a CPU; each record says where it ran (``device``, ``versions``).
 
-Tables VIII and X re-score their cells' features inside the notebook: their fits are prefilled,
-those extra scorings are not.
+Tables VIII and X score each fit once per column (scorer, N_A): those scorings are cached too
+(:func:`rescore`), so their notebooks then only render.
 """
 
 from __future__ import annotations
@@ -91,9 +91,21 @@ def prefill(ctx: RunContext, *, only: Sequence[str] | None = None, strict: bool 
     for nb, cells in work:
         prepare_data(cells, prof, root, prep)
         records += ex.run(cells, ctx.data_roots, ctx.cache_dir, ctx.name, desc=nb.stem)
+        rescore(nb, ctx, ex)
     print(format_counts(records, ctx.cache_dir))
     statuses = {r.get("status") for r in records}
     return 1 if "failed" in statuses else 3 if strict and "missing" in statuses else 0
+
+
+def rescore(nb: Path, ctx: RunContext, executor: Any) -> None:
+    """Tables VIII and X: score each fitted cell once per column (scorer, N_A) into the cache too,
+    so a run that only reads the cache (``protocol-cpu``'s notebooks) finds those columns as well."""
+    from ..paper.specs import spec_for_notebook
+
+    spec = spec_for_notebook(nb.stem)
+    if spec is not None and spec.kind in ("scorers", "n_aug"):
+        print(f"[cells-only] {nb.stem}: scoring each fit per column ...", flush=True)
+        spec.run(ctx.settings, ctx.seeds, ctx.data_roots, ctx.cache_dir, executor=executor)
 
 
 def format_counts(records: Sequence[Mapping[str, Any]], cache: Path) -> str:
