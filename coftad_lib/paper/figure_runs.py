@@ -257,12 +257,15 @@ def tsne_panels(records: Mapping[str, Mapping[str, Any]], cache_dir: str | os.Pa
     """
     out = {}
     for pid, rec in records.items():
-        feats = load_features(rec, cache_dir)
-        idx = tsne_points(feats["labels"], n_points, seed)
+        # the record's labels are its features' (same test order): the features, 50 MB for a
+        # CIFAR-10-C cell and not committed, are read only when the map is not cached yet
+        labels = np.asarray(rec["labels"], dtype=np.int64)
+        idx = tsne_points(labels, n_points, seed)
         coords = cached("tsne", tsne_parts(rec["key"], n_points, seed, perplexity),
-                        lambda f=feats, i=idx: {"coords": tsne_2d(f["test"][i], seed, perplexity=perplexity)},
+                        lambda r=rec, i=idx: {"coords": tsne_2d(load_features(r, cache_dir)["test"][i], seed,
+                                                                perplexity=perplexity)},
                         cache_dir)["coords"]
-        out[panel_title(pid, rec)] = (coords, feats["labels"][idx])
+        out[panel_title(pid, rec)] = (coords, labels[idx])
     return out
 
 

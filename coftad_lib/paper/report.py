@@ -45,13 +45,13 @@ def _tables_section(root: Path) -> tuple[list[str], list[pd.DataFrame], set[str]
     summaries, profiles = [], set()
     if not found:
         return lines + ["No tables found.", ""], summaries, profiles
-    lines += ["| table | what | profile | backbone | cells ok / missing / failed | files |", "|---|---|---|---|---:|---|"]
+    lines += ["| table | what | profile | backbone | cells ok / not computed yet / missing data / failed | files |",
+              "|---|---|---|---|---:|---|"]
     for name in found:
         df = pd.read_csv(folder / f"table_{name}.csv", keep_default_na=True)
         profiles.update(str(v) for v in df.get("profile", pd.Series(dtype=str)).dropna())
-        n_ok = int((df["status"] == "ok").sum()) if "status" in df else 0
-        n_miss = int((df["status"] == "missing").sum()) if "status" in df else 0
-        n_fail = int((df["status"] == "failed").sum()) if "status" in df else 0
+        n_ok, n_pend, n_miss, n_fail = (int((df["status"] == s).sum()) if "status" in df else 0
+                                        for s in ("ok", "pending", "missing", "failed"))
         links = [f"[md](tables/table_{name}.md)", f"[csv](tables/table_{name}.csv)"]
         summ = folder / f"table_{name}_summary.csv"
         if summ.exists():
@@ -60,7 +60,7 @@ def _tables_section(root: Path) -> tuple[list[str], list[pd.DataFrame], set[str]
             s["profile"] = _uniq(df, "profile")
             summaries.append(s)
         lines.append(f"| {name} | {TABLE_TITLES.get(name, '')} | {_uniq(df, 'profile')} | {_uniq(df, 'backbone')} "
-                     f"| {n_ok} / {n_miss} / {n_fail} | {' '.join(links)} |")
+                     f"| {n_ok} / {n_pend} / {n_miss} / {n_fail} | {' '.join(links)} |")
     return lines + [""], summaries, profiles
 
 
