@@ -13,9 +13,15 @@ argument parsing) start without importing torch.
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import Any
 
 __version__ = "0.1.0"
+
+# tqdm.auto picks the widget bar in a Jupyter kernel and, without ipywidgets (not a dependency),
+# falls back to the text bar with a "TqdmWarning: IProgress not found" on stderr: in every executed
+# notebook of the series. The text bar is the one wanted there, so only that warning is silenced.
+warnings.filterwarnings("ignore", message="IProgress not found", module="tqdm")
 
 _LAZY = {
     "COFTAD": "coftad_lib.coftad",

@@ -45,6 +45,11 @@ def test_cells_only_fills_the_cache_without_jupyter(flowers_root, tmp_path):
     for cell in cells:  # what the notebook will look up is there
         rec = json.loads(cell_path(out / "cache", cell.key()).read_text())
         assert rec["status"] == "ok" and rec["profile"] == PROFILE and "device" in rec["versions"]
+    # Table X's per-column scorings are cached too: a cache-only render finds every column
+    from coftad_lib.paper.specs import get_spec
+
+    df = get_spec("X").run(TINY_PROFILE, [0], data, out / "cache", executor="cache")
+    assert len(df) and set(df["status"]) == {"ok"}
     # a second call finds every cell cached and computes nothing
     proc2 = subprocess.run([sys.executable, "-c", BLOCKER, *args], capture_output=True, text=True, cwd=REPO,
                            timeout=600)
