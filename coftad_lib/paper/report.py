@@ -198,6 +198,9 @@ def write_report(results_dir: str | os.PathLike = "results") -> Path:
              "paper's value (see each table's notes for doubts about the paper's text).", ""]
     run_file = root / "runs" / "summary.json"
     roots = summary_roots(json.loads(run_file.read_text()).get("meta", {})) if run_file.exists() else {}
+    others = sorted(d.name for d in root.iterdir() if d.is_dir() and (d / "REPORT.md").exists()) if root.is_dir() else []
+    if others:  # results/ holds protocol-cpu; each other profile has its own folder and report
+        lines += ["Other profiles: " + ", ".join(f"[{d}]({d}/REPORT.md)" for d in others) + ".", ""]
     lines += claims_section(root / "tables", ", ".join(sorted(tab_profiles)))
     lines += nb_lines + tab_lines + fig_lines + _differences_section(summaries, profiles)
     lines += _failed_section(root, roots) + _study_section(root)
