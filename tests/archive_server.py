@@ -1,4 +1,9 @@
-"""A local HTTP server for download tests: serves archives built in the test, honours Range requests."""
+"""A local HTTP server for download tests: serves archives built in the test, honours Range requests.
+
+Also the fixtures the download tests share (``test_download.py``, ``test_ensure_datasets.py``). A test
+module takes them by binding them as its own names (``server = archive_server.server``, ...), so they
+apply to that module only (the autouse one included), never to the whole session as a plugin would.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,10 @@ import re
 import tarfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from coftad_lib.datasets.download import Source
 
@@ -81,6 +88,7 @@ def serve(monkeypatch):
 
 
 def tar_gz(members: dict[str, bytes]) -> bytes:
+    """A ``.tar.gz`` archive holding ``members`` (member name -> bytes), built in memory."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tf:
         for name, data in members.items():
@@ -105,3 +113,25 @@ def toy_source(server: ArchiveServer) -> tuple[dict[str, Source], bytes]:
     return {"toy": src}, archive
 
 
+def check_payload(target: Path) -> None:
+    """``target`` holds every file of :data:`PAYLOAD` with its exact bytes (the unpack lost nothing)."""
+    for name, data in PAYLOAD.items():
+        assert (target / name).read_bytes() == data
+
+
+@pytest.fixture(autouse=True)
+def downloads_allowed(monkeypatch):
+    """These tests fetch from a local server: undo conftest's COFTAD_NO_DOWNLOAD for them."""
+    monkeypatch.delenv("COFTAD_NO_DOWNLOAD", raising=False)
+
+
+@pytest.fixture
+def server(monkeypatch):
+    """A running :class:`ArchiveServer`, proxies and mirror settings off (see :func:`serve`)."""
+    yield from serve(monkeypatch)
+
+
+@pytest.fixture
+def toy(server):
+    """The toy archive served by ``server``: ({"toy": its Source}, the archive's bytes)."""
+    return toy_source(server)

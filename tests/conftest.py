@@ -16,6 +16,9 @@ from coftad_lib.datasets.synthetic import make_texture_arrays
 # says otherwise (the fetch itself is tested against a local server in test_ensure_datasets.py).
 os.environ.setdefault("COFTAD_NO_DOWNLOAD", "1")
 
+# helper modules shared by several test files: their asserts report values as the tests' own do
+pytest.register_assert_rewrite("archive_server", "cli_helpers", "lock_holder")
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 

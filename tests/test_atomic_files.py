@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from lock_holder import lock_held_by_child
 
 from coftad_lib import atomic_files as af
 
@@ -78,21 +79,10 @@ def test_full_disk_leaves_the_old_file(tmp_path):
 
 def test_lock_fails_at_once_naming_the_holder_and_is_free_once_it_is_killed(tmp_path):
     target = tmp_path / "out"
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import time
-        from coftad_lib.atomic_files import exclusive_lock
-        with exclusive_lock({str(target)!r}):
-            print("locked", flush=True)
-            time.sleep(60)
-    """)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with lock_held_by_child(target) as holder:  # SIGKILLed on leaving: the lock file stays, dead pid in it
         with pytest.raises(af.OutputLockedError, match=f"pid {holder.pid}.*lock file"):
             with af.exclusive_lock(target):
                 pass
-    finally:
-        holder.kill()  # SIGKILL: no clean-up, the lock file stays with the dead pid
-        holder.wait()
     assert af.lock_path(target).read_text().split()[0] == str(holder.pid)
     with af.exclusive_lock(target) as lock:  # the kernel released the dead holder's lock
         assert lock.read_text().split()[0] == str(os.getpid())

@@ -9,45 +9,26 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import FAST, fit_patchcore, run_cli, save_png, write_parts
 from PIL import Image
 
-from coftad_lib.cli import EXIT_BAD_INPUT, EXIT_MISSING, EXIT_OK, main
-from coftad_lib.datasets.synthetic import make_texture_arrays
+from coftad_lib.cli import EXIT_BAD_INPUT, EXIT_MISSING, EXIT_OK
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-FAST = ["--image-size", "32", "--steps", "1", "--quiet", "--device", "cpu"]
-
-
-def _save(arr, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr).save(path)
-    return path
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    """train/ (5 normal), test/good/ (4), test/red_square/ (4): stripe textures, 40 px."""
-    root = tmp_path_factory.mktemp("cli") / "parts"
-    train, test, labels = make_texture_arrays(5, 4, 4, size=40)
-    for i, a in enumerate(train):
-        _save(a, root / "train" / f"n{i}.png")
-    for i, (a, y) in enumerate(zip(test, labels, strict=True)):
-        _save(a, root / "test" / ("red_square" if y else "good") / f"t{i}.png")
+    """train/ (5 normal), test/good/ (4), test/red_square/ (4): stripe textures, 40 px; plus a hidden file."""
+    root = write_parts(tmp_path_factory.mktemp("cli") / "parts")
     (root / "train" / "._n0.png").write_bytes(b"macOS resource fork, not an image")  # hidden: ignored
     return root
 
 
 @pytest.fixture(scope="module")
 def model(data, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("model") / "pc"
-    assert main(["fit", str(data / "train"), "--out", str(out), "--method", "patchcore", *FAST]) == EXIT_OK
-    return out
-
-
-def _run(args, capsys) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
+    """A PatchCore model fitted on ``data`` through the CLI."""
+    return fit_patchcore(data, tmp_path_factory.mktemp("model") / "pc")
 
 
 def test_fit_saves_model_and_threshold(model):
@@ -60,8 +41,8 @@ def test_fit_saves_model_and_threshold(model):
 
 
 def test_score_ranks_flags_and_writes_csv_and_maps(model, data, tmp_path, capsys):
-    code, out, _ = _run(["score", model, data / "test", "--csv", tmp_path / "s.csv", "--maps", tmp_path / "maps",
-                         "--top", "0", "--quiet", "--device", "cpu"], capsys)
+    code, out, _ = run_cli(["score", model, data / "test", "--csv", tmp_path / "s.csv", "--maps", tmp_path / "maps",
+                            "--top", "0", "--quiet", "--device", "cpu"], capsys)
     assert code == EXIT_OK
     rows = list(csv.DictReader(open(tmp_path / "s.csv")))
     assert len(rows) == 8 and {"path", "score", "flag"} <= set(rows[0])
@@ -73,7 +54,7 @@ def test_score_ranks_flags_and_writes_csv_and_maps(model, data, tmp_path, capsys
 
 
 def test_evaluate_folder_writes_report(data, tmp_path, capsys):
-    code, out, _ = _run(["evaluate", data, "--out", tmp_path / "rep", "--methods", "pretrained,patchcore", *FAST], capsys)
+    code, out, _ = run_cli(["evaluate", data, "--out", tmp_path / "rep", "--methods", "pretrained,patchcore", *FAST], capsys)
     assert code == EXIT_OK, out
     rep = tmp_path / "rep"
     for name in ("report.md", "scores.csv", "roc.png", "score_distributions.png", "most_anomalous.png",
@@ -94,8 +75,8 @@ def test_evaluate_csv_relative_to_csv(data, tmp_path, capsys):
                                    for p in sorted((data / "test").rglob("*.png"))]
     lines += [f"{p.relative_to(data)},0,good" for p in sorted((data / "train").glob("n*.png"))]
     (data / "labels.csv").write_text("\n".join(lines) + "\n")
-    code, out, err = _run(["evaluate", data / "labels.csv", "--shots", "3", "--out", tmp_path / "r",
-                           "--methods", "patchcore", *FAST], capsys)
+    code, out, err = run_cli(["evaluate", data / "labels.csv", "--shots", "3", "--out", tmp_path / "r",
+                              "--methods", "patchcore", *FAST], capsys)
     (data / "labels.csv").unlink()
     assert code == EXIT_OK, err
     assert "3 shots" in out and "| PatchCore |" in (tmp_path / "r" / "report.md").read_text()
@@ -109,7 +90,7 @@ def test_evaluate_csv_relative_to_csv(data, tmp_path, capsys):
 def test_bad_csv_rows_named(data, tmp_path, capsys, rows, message):
     csv_path = tmp_path / "labels.csv"
     csv_path.write_text("\n".join(["path,label", *[f"{data}/{r}" for r in rows]]) + "\n")
-    code, _, err = _run(["evaluate", csv_path, "--out", tmp_path / "r", *FAST], capsys)
+    code, _, err = run_cli(["evaluate", csv_path, "--out", tmp_path / "r", *FAST], capsys)
     assert code == EXIT_BAD_INPUT
     assert pytest.importorskip("re").search(message, err), err
 
@@ -120,25 +101,25 @@ def test_unreadable_images_listed_or_skipped(data, tmp_path, capsys):
         (normal / p.name).parent.mkdir(exist_ok=True)
         (normal / p.name).write_bytes(p.read_bytes())
     (normal / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-    code, _, err = _run(["fit", normal, "--out", tmp_path / "m", "--method", "patchcore", *FAST], capsys)
+    code, _, err = run_cli(["fit", normal, "--out", tmp_path / "m", "--method", "patchcore", *FAST], capsys)
     assert code == EXIT_BAD_INPUT and "broken.png" in err and "--skip-bad" in err
-    code, _, err = _run(["fit", normal, "--out", tmp_path / "m", "--method", "patchcore", "--skip-bad", *FAST], capsys)
+    code, _, err = run_cli(["fit", normal, "--out", tmp_path / "m", "--method", "patchcore", "--skip-bad", *FAST], capsys)
     assert code == EXIT_OK and "skipped 1 unreadable" in err
 
 
 def test_empty_test_folder_is_named(data, tmp_path, capsys):
     root = tmp_path / "d"
     for p in (data / "train").glob("n*.png"):
-        _save(__import__("numpy").asarray(Image.open(p)), root / "train" / p.name)
+        save_png(__import__("numpy").asarray(Image.open(p)), root / "train" / p.name)
     (root / "test").mkdir()
-    code, _, err = _run(["evaluate", root, "--out", tmp_path / "r", *FAST], capsys)
+    code, _, err = run_cli(["evaluate", root, "--out", tmp_path / "r", *FAST], capsys)
     assert code == EXIT_BAD_INPUT and "test folder is empty" in err
 
 
 def test_missing_inputs_exit_3(model, tmp_path, capsys):
-    code, _, err = _run(["evaluate", tmp_path / "nowhere", *FAST], capsys)
+    code, _, err = run_cli(["evaluate", tmp_path / "nowhere", *FAST], capsys)
     assert code == EXIT_MISSING and "nowhere" in err
-    code, _, err = _run(["score", tmp_path / "no_model", tmp_path, "--quiet"], capsys)
+    code, _, err = run_cli(["score", tmp_path / "no_model", tmp_path, "--quiet"], capsys)
     assert code == EXIT_MISSING and "no_model" in err
 
 
@@ -147,22 +128,22 @@ def test_corrupt_model_file_exit_2(model, data, tmp_path, capsys):
     bad.mkdir()
     (bad / "config.json").write_bytes((model / "config.json").read_bytes())
     (bad / "weights.safetensors").write_bytes(b"garbage")
-    code, _, err = _run(["score", bad, data / "test", "--quiet"], capsys)
+    code, _, err = run_cli(["score", bad, data / "test", "--quiet"], capsys)
     assert code == EXIT_BAD_INPUT and "weights.safetensors: corrupt" in err
 
 
 def test_maps_need_a_map_method(data, tmp_path, capsys):
     out = tmp_path / "pre"
-    assert _run(["fit", data / "train", "--out", out, "--method", "pretrained", *FAST], capsys)[0] == EXIT_OK
-    code, _, err = _run(["score", out, data / "test", "--maps", tmp_path / "m", "--quiet"], capsys)
+    assert run_cli(["fit", data / "train", "--out", out, "--method", "pretrained", *FAST], capsys)[0] == EXIT_OK
+    code, _, err = run_cli(["score", out, data / "test", "--maps", tmp_path / "m", "--quiet"], capsys)
     assert code == EXIT_BAD_INPUT and "no anomaly maps" in err and "patchcore" in err
 
 
 def test_bad_options_exit_2(data, tmp_path, capsys):
-    assert _run(["fit", data / "train", "--out", tmp_path / "m", "--method", "gan"], capsys)[0] == EXIT_BAD_INPUT
-    code, _, err = _run(["evaluate", data, "--methods", "coftad,tdg", *FAST], capsys)
+    assert run_cli(["fit", data / "train", "--out", tmp_path / "m", "--method", "gan"], capsys)[0] == EXIT_BAD_INPUT
+    code, _, err = run_cli(["evaluate", data, "--methods", "coftad,tdg", *FAST], capsys)
     assert code == EXIT_BAD_INPUT and "quoted" in err  # before any fit
-    assert _run([], capsys)[0] == EXIT_BAD_INPUT
+    assert run_cli([], capsys)[0] == EXIT_BAD_INPUT
 
 
 def test_help_documents_exit_codes():
@@ -190,14 +171,14 @@ def test_fit_on_a_folder_with_one_image(data, tmp_path, capsys):
     one = tmp_path / "one"
     one.mkdir()
     (one / "n0.png").write_bytes((data / "train" / "n0.png").read_bytes())
-    code, _, err = _run(["fit", one, "--out", tmp_path / "m", "--method", "pretrained", *FAST], capsys)
+    code, _, err = run_cli(["fit", one, "--out", tmp_path / "m", "--method", "pretrained", *FAST], capsys)
     assert code == EXIT_OK and "one normal image" in err
 
 
 def test_every_registry_method_through_evaluate(data, tmp_path, capsys):
     from coftad_lib.methods.registry import METHODS
 
-    code, _, err = _run(["evaluate", data, "--methods", "all", "--out", tmp_path / "r", *FAST], capsys)
+    code, _, err = run_cli(["evaluate", data, "--methods", "all", "--out", tmp_path / "r", *FAST], capsys)
     assert code == EXIT_OK, err
     rows = list(csv.DictReader(open(tmp_path / "r" / "scores.csv")))
     assert set(METHODS) <= set(rows[0])
@@ -205,9 +186,9 @@ def test_every_registry_method_through_evaluate(data, tmp_path, capsys):
 
 def test_fit_and_score_a_method_without_leave_one_out(data, tmp_path, capsys):
     """The AE has no cheap leave-one-out: its threshold comes from augmented copies (said in a note)."""
-    code, out, err = _run(["fit", data / "train", "--out", tmp_path / "ae", "--method", "ae", *FAST], capsys)
+    code, out, err = run_cli(["fit", data / "train", "--out", tmp_path / "ae", "--method", "ae", *FAST], capsys)
     assert code == EXIT_OK and "augmented" in out + err
-    assert _run(["score", tmp_path / "ae", data / "test", "--quiet", "--device", "cpu"], capsys)[0] == EXIT_OK
+    assert run_cli(["score", tmp_path / "ae", data / "test", "--quiet", "--device", "cpu"], capsys)[0] == EXIT_OK
 
 
 # ----------------------------------------------------------------- labelled data as users arrange it

@@ -15,45 +15,24 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from cli_helpers import FAST, fit_patchcore, run_cli, write_parts
 from PIL import Image
 
 from coftad_lib.atomic_files import lock_path
-from coftad_lib.cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, main
-from coftad_lib.datasets.synthetic import make_texture_arrays
+from coftad_lib.cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 from coftad_lib.model_folder import ModelFileError
-
-FAST = ["--image-size", "32", "--steps", "1", "--quiet", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     """train/ (5 normal), test/good/ (4), test/red_square/ (4): stripe textures, 40 px."""
-    root = tmp_path_factory.mktemp("robust") / "parts"
-    train, test, labels = make_texture_arrays(5, 4, 4, size=40)
-    for i, a in enumerate(train):
-        _save(a, root / "train" / f"n{i}.png")
-    for i, (a, y) in enumerate(zip(test, labels, strict=True)):
-        _save(a, root / "test" / ("red_square" if y else "good") / f"t{i}.png")
-    return root
+    return write_parts(tmp_path_factory.mktemp("robust") / "parts")
 
 
 @pytest.fixture(scope="module")
 def model(data, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("model") / "pc"
-    assert main(["fit", str(data / "train"), "--out", str(out), "--method", "patchcore", *FAST]) == EXIT_OK
-    return out
-
-
-def _save(arr, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr).save(path)
-    return path
-
-
-def _run(args, capsys) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
+    """A PatchCore model fitted on ``data`` through the CLI."""
+    return fit_patchcore(data, tmp_path_factory.mktemp("model") / "pc")
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
@@ -70,11 +49,11 @@ def test_score_refuses_an_input_image_as_csv(model, data, capsys):
     """Item 3: ``score M in/ --csv in/000.png`` overwrote the image."""
     victim = data / "test" / "good" / "t0.png"
     before = victim.read_bytes()
-    code, _, err = _run(["score", model, data / "test", "--csv", victim, "--quiet"], capsys)
+    code, _, err = run_cli(["score", model, data / "test", "--csv", victim, "--quiet"], capsys)
     assert code == EXIT_BAD_INPUT and "is one of the inputs" in err and str(victim) in err
     assert victim.read_bytes() == before
     config = (model / "config.json").read_bytes()
-    code, _, err = _run(["score", model, data / "test", "--csv", model / "config.json", "--quiet"], capsys)
+    code, _, err = run_cli(["score", model, data / "test", "--csv", model / "config.json", "--quiet"], capsys)
     assert code == EXIT_BAD_INPUT and "is one of the inputs" in err and (model / "config.json").read_bytes() == config
 
 
@@ -88,7 +67,7 @@ def test_bad_options_refused_before_any_fit(data, tmp_path, capsys, monkeypatch,
     import coftad_lib.user_report as ur
 
     monkeypatch.setattr(ur, "build", lambda *a, **k: pytest.fail("fitted before checking the options"))
-    code, _, err = _run(["fit", data / "train", "--out", tmp_path / "m", *FAST, *extra], capsys)
+    code, _, err = run_cli(["fit", data / "train", "--out", tmp_path / "m", *FAST, *extra], capsys)
     assert code == EXIT_BAD_INPUT and message in err and not (tmp_path / "m").exists()
 
 
@@ -105,10 +84,10 @@ def test_unusable_out_refused_before_any_fit(data, tmp_path, capsys, monkeypatch
                          (a_file / "m", "is a file, so --out cannot be created under it"),
                          (data / "train", "is (or holds) the input"), (data, "is (or holds) the input"),
                          (other, "holds other files than a model")]:
-        code, _, err = _run(["fit", data / "train", "--out", out, *FAST], capsys)
+        code, _, err = run_cli(["fit", data / "train", "--out", out, *FAST], capsys)
         assert code == EXIT_BAD_INPUT and message in err, err
     assert (other / "todo.txt").read_text() == "mine"
-    code, _, err = _run(["evaluate", data, "--out", data / "test", *FAST], capsys)
+    code, _, err = run_cli(["evaluate", data, "--out", data / "test", *FAST], capsys)
     assert code == EXIT_BAD_INPUT and "lies in, or holds, the input" in err
 
 
@@ -123,7 +102,7 @@ def test_interrupt_while_loading_is_reported_as_an_interrupt(model, data, capsys
             raise ModelFileError(f"{w_file}: corrupt or not a safetensors file; fit the model again") from None
 
     monkeypatch.setattr(persistence, "read_weights", cut_short)
-    code, _, err = _run(["score", model, data / "test", "--quiet"], capsys)
+    code, _, err = run_cli(["score", model, data / "test", "--quiet"], capsys)
     assert code == EXIT_INTERRUPTED and "interrupted (SIGINT)" in err and "corrupt" not in err
 
 
@@ -139,7 +118,7 @@ def test_sigterm_while_saving_keeps_the_old_model(model, data, tmp_path, capsys,
         os.kill(os.getpid(), signal.SIGTERM)
 
     monkeypatch.setattr(mf, "write_text_atomic", killed)
-    code, _, err = _run(["fit", data / "train", "--out", out, "--method", "pretrained", *FAST], capsys)
+    code, _, err = run_cli(["fit", data / "train", "--out", out, "--method", "pretrained", *FAST], capsys)
     assert code == EXIT_INTERRUPTED and "interrupted (SIGTERM)" in err
     assert _snapshot(out) == before and sorted(p.name for p in out.parent.iterdir()) == ["m"]
 
@@ -166,7 +145,7 @@ def test_two_fits_on_one_out_the_second_fails_at_once(model, data, tmp_path, cap
                              text=True)
     try:
         assert first.stdout.readline().strip() == "fitting"
-        code, _, err = _run(["fit", data / "train", "--out", out, *FAST], capsys)
+        code, _, err = run_cli(["fit", data / "train", "--out", out, *FAST], capsys)
         assert code == EXIT_BAD_INPUT and f"pid {first.pid}" in err and "lock file" in err
         first.send_signal(signal.SIGTERM)
         _, first_err = first.communicate(timeout=60)
@@ -209,10 +188,10 @@ def test_oversized_image_named_and_skippable(data, tmp_path, capsys, monkeypatch
     shutil.copytree(data / "train", folder)
     big = folder / "huge.png"
     Image.new("RGB", (100, 100)).save(big)
-    code, _, err = _run(["fit", folder, "--out", tmp_path / "m", "--method", "pretrained", *FAST], capsys)
+    code, _, err = run_cli(["fit", folder, "--out", tmp_path / "m", "--method", "pretrained", *FAST], capsys)
     assert code == EXIT_BAD_INPUT and str(big) in err and "too large" in err and "--skip-bad" in err
-    code, _, err = _run(["fit", folder, "--out", tmp_path / "m", "--method", "pretrained", "--skip-bad", *FAST],
-                        capsys)
+    code, _, err = run_cli(["fit", folder, "--out", tmp_path / "m", "--method", "pretrained", "--skip-bad", *FAST],
+                           capsys)
     assert code == EXIT_OK and "skipped 1" in err
 
 
@@ -227,7 +206,7 @@ def test_folder_that_cannot_be_listed_says_so(data, tmp_path, capsys, monkeypatc
         return real(path)
 
     monkeypatch.setattr(os, "scandir", scandir)
-    code, _, err = _run(["fit", locked, "--out", tmp_path / "m", *FAST], capsys)
+    code, _, err = run_cli(["fit", locked, "--out", tmp_path / "m", *FAST], capsys)
     assert code == EXIT_BAD_INPUT and "cannot list this folder of normal images (permission denied)" in err
 
 
@@ -238,7 +217,7 @@ def test_labels_csv_refuses_a_training_image_listed_again_as_test(data, tmp_path
     rows = [f"{rel}/train/n{i}.png,0,good,train" for i in range(3)]
     rows += [f"{rel}/train/n0.png,0,good,test", f"{rel}/test/red_square/t4.png,1,red,test"]
     csv_path.write_text("path,label,kind,split\n" + "\n".join(rows) + "\n")
-    code, _, err = _run(["evaluate", csv_path, "--methods", "pretrained", "--out", tmp_path / "r", *FAST], capsys)
+    code, _, err = run_cli(["evaluate", csv_path, "--methods", "pretrained", "--out", tmp_path / "r", *FAST], capsys)
     assert code == EXIT_BAD_INPUT and "also training shots" in err and "n0.png" in err
 
 
@@ -265,7 +244,7 @@ def test_sigkill_while_saving_then_a_new_fit_cleans_up(model, data, tmp_path, ca
     assert proc.returncode == -signal.SIGKILL
     assert _snapshot(out) == before and lock_path(out).exists()  # the dead writer's lock and staged folder stay
     assert load_detector(out, device="cpu").method == "patchcore"
-    code, _, err = _run(["fit", data / "train", "--out", out, "--method", "pretrained", *FAST], capsys)
+    code, _, err = run_cli(["fit", data / "train", "--out", out, "--method", "pretrained", *FAST], capsys)
     assert code == EXIT_OK, err
     assert sorted(p.name for p in out.parent.iterdir()) == ["m"]
     assert load_detector(out, device="cpu").method == "pretrained"

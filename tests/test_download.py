@@ -8,41 +8,24 @@ import re
 import zipfile
 from pathlib import Path
 
+import archive_server
 import pytest
-from archive_server import PAYLOAD, serve, tar_gz, toy_source
+from archive_server import check_payload, tar_gz
 
 from coftad_lib.datasets import download as dl
 from coftad_lib.datasets import ensure as ensure_mod
 from coftad_lib.datasets.download import ChecksumMismatchError, Source, download
 from coftad_lib.errors import COFTADInputError, DatasetNotFoundError
 
-
-@pytest.fixture(autouse=True)
-def _downloads_allowed(monkeypatch):
-    """These tests fetch from a local server: undo conftest's COFTAD_NO_DOWNLOAD for them."""
-    monkeypatch.delenv("COFTAD_NO_DOWNLOAD", raising=False)
-
-
-@pytest.fixture
-def server(monkeypatch):
-    yield from serve(monkeypatch)
-
-
-@pytest.fixture
-def toy(server):
-    return toy_source(server)
-
-
-def _check_tree(target: Path) -> None:
-    for name, data in PAYLOAD.items():
-        assert (target / name).read_bytes() == data
+# the shared server fixtures (the autouse one included), for this module only
+downloads_allowed, server, toy = archive_server.downloads_allowed, archive_server.server, archive_server.toy
 
 
 def test_download_verifies_and_unpacks(toy, server, tmp_path: Path):
     sources, _ = toy
     target = download("toy", tmp_path, sources=sources, quiet=True)
     assert target == tmp_path / "toy"
-    _check_tree(target)
+    check_payload(target)
     assert (target / dl.MARKER).is_file()
     # nothing else is left behind: no archive, no .part, no temporary folder
     assert sorted(p.name for p in tmp_path.iterdir()) == ["toy"]
@@ -72,9 +55,9 @@ def test_checksum_mismatch_unpacks_nothing(toy, server, tmp_path: Path):
 def test_md5_only_and_no_checksum(toy, server, tmp_path: Path, capsys):
     sources, archive = toy
     md5 = {"toy": Source(url=sources["toy"].url, filename="toy.tar.gz", md5=hashlib.md5(archive).hexdigest())}
-    _check_tree(download("toy", tmp_path / "a", sources=md5, quiet=True))
+    check_payload(download("toy", tmp_path / "a", sources=md5, quiet=True))
     bare = {"toy": Source(url=sources["toy"].url, filename="toy.tar.gz")}
-    _check_tree(download("toy", tmp_path / "b", sources=bare, quiet=True))
+    check_payload(download("toy", tmp_path / "b", sources=bare, quiet=True))
     assert hashlib.sha256(archive).hexdigest() in capsys.readouterr().err
 
 
@@ -82,7 +65,7 @@ def test_resume_from_partial_file(toy, server, tmp_path: Path):
     sources, archive = toy
     half = len(archive) // 2
     (tmp_path / "toy.tar.gz.part").write_bytes(archive[:half])
-    _check_tree(download("toy", tmp_path, sources=sources, quiet=True))
+    check_payload(download("toy", tmp_path, sources=sources, quiet=True))
     path, rng, status, sent = server.log[-1]
     assert (rng, status, sent) == (f"bytes={half}-", 206, len(archive) - half)
 
@@ -91,7 +74,7 @@ def test_server_ignoring_range_restarts(toy, server, tmp_path: Path):
     sources, archive = toy
     (tmp_path / "toy.tar.gz.part").write_bytes(b"garbage" * 100)
     server.ignore_range = True
-    _check_tree(download("toy", tmp_path, sources=sources, quiet=True))
+    check_payload(download("toy", tmp_path, sources=sources, quiet=True))
     assert server.log[-1][2:] == (200, len(archive))
 
 
@@ -100,13 +83,13 @@ def test_corrupt_partial_file_is_caught_then_recovered(toy, server, tmp_path: Pa
     (tmp_path / "toy.tar.gz.part").write_bytes(b"\0" * 1000)  # wrong bytes, resumed after
     with pytest.raises(ChecksumMismatchError):
         download("toy", tmp_path, sources=sources, quiet=True)
-    _check_tree(download("toy", tmp_path, sources=sources, quiet=True))
+    check_payload(download("toy", tmp_path, sources=sources, quiet=True))
 
 
 def test_complete_part_file_gets_416_and_is_used(toy, server, tmp_path: Path):
     sources, archive = toy
     (tmp_path / "toy.tar.gz.part").write_bytes(archive)
-    _check_tree(download("toy", tmp_path, sources=sources, quiet=True))
+    check_payload(download("toy", tmp_path, sources=sources, quiet=True))
     assert server.log[-1][2] == 416
 
 
@@ -127,7 +110,7 @@ def test_interrupted_unpack_never_looks_complete(toy, server, tmp_path: Path, mo
     (tmp_path / ".toy-unpack-killed" / "toy").mkdir(parents=True)
     monkeypatch.setattr(ensure_mod, "safe_extract", real)
     n = len(server.log)
-    _check_tree(download("toy", tmp_path, sources=sources, quiet=True))
+    check_payload(download("toy", tmp_path, sources=sources, quiet=True))
     assert len(server.log) == n  # the kept, verified archive was reused
     assert sorted(p.name for p in tmp_path.iterdir()) == ["toy"]
 

@@ -9,8 +9,8 @@ import hashlib
 import json
 from pathlib import Path
 
-import pytest
-from archive_server import PAYLOAD, serve, toy_source
+import archive_server
+from archive_server import check_payload
 
 from coftad_lib.datasets import download as dl
 from coftad_lib.datasets import ensure as ensure_mod
@@ -18,26 +18,12 @@ from coftad_lib.datasets import fetch as fetch_mod
 from coftad_lib.datasets.ensure import ENV_MIRROR, ensure_datasets, plan_datasets
 from coftad_lib.datasets.sources import MARKER, Source
 
-
-@pytest.fixture(autouse=True)
-def _downloads_allowed(monkeypatch):
-    """These tests fetch from a local server: undo conftest's COFTAD_NO_DOWNLOAD for them."""
-    monkeypatch.delenv("COFTAD_NO_DOWNLOAD", raising=False)
-
-
-@pytest.fixture
-def server(monkeypatch):
-    yield from serve(monkeypatch)
-
-
-@pytest.fixture
-def toy(server):
-    return toy_source(server)
+# the shared server fixtures (the autouse one included), for this module only
+downloads_allowed, server, toy = archive_server.downloads_allowed, archive_server.server, archive_server.toy
 
 
 def _ok_tree(target: Path) -> None:
-    for name, data in PAYLOAD.items():
-        assert (target / name).read_bytes() == data
+    check_payload(target)
     assert (target / MARKER).is_file()
 
 

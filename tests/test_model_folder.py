@@ -6,12 +6,10 @@ import dataclasses
 import json
 import os
 import shutil
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
+from lock_holder import lock_held_by_child
 from safetensors.torch import save_file
 
 from coftad_lib import COFTAD
@@ -141,20 +139,9 @@ def test_model_files_follow_the_umask(coftad_fit, tmp_path):
 def test_second_writer_fails_at_once_naming_the_first(coftad_fit, tmp_path):
     """Item 2: a save while another live process holds the folder's lock is refused, not interleaved."""
     target = tmp_path / "m"
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import time
-        from coftad_lib.atomic_files import exclusive_lock
-        with exclusive_lock({str(target)!r}):
-            print("locked", flush=True)
-            time.sleep(60)
-    """)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with lock_held_by_child(target) as holder:
         with pytest.raises(OutputLockedError, match=f"pid {holder.pid}"):
             coftad_fit[0].save(target)
-    finally:
-        holder.kill()
-        holder.wait()
     assert not target.exists()
     coftad_fit[0].save(target)  # the dead holder's lock is taken over
     assert not lock_path(target).exists() and (target / "config.json").is_file()

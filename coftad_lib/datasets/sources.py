@@ -46,69 +46,70 @@ class Source:
     checksum_source: str = ""
 
 
+def _source(name: str, url: str, holds: str, *, arg: str = "root", filename: str = "",
+            **checks) -> tuple[str, Source]:
+    """One :data:`SOURCES` entry, stating only what differs between datasets.
+
+    The archive's name defaults to the last part of ``url``; the layout always reads
+    ``<dest>/<name>/<holds>; pass <arg>=<dest>/<name>``, so it is spelled once here rather than per
+    entry. ``checks`` are the remaining :class:`Source` fields (digests, size, strip_top, ...).
+    """
+    layout = f"<dest>/{name}/{holds}; pass {arg}=<dest>/{name}"
+    return name, Source(url=url, filename=filename or url.rsplit("/", 1)[-1], layout=layout, **checks)
+
+
+_TORONTO = "https://www.cs.toronto.edu/~kriz"
+_ZENODO = "https://zenodo.org/records"
+
 #: public sources. Digests were looked up in public references (see ``checksum_source``).
-SOURCES: dict[str, Source] = {
-    "flowers17": Source(
-        url="https://www.robots.ox.ac.uk/~vgg/data/flowers/17/17flowers.tgz",
-        filename="17flowers.tgz",
+SOURCES: dict[str, Source] = dict([
+    _source(
+        "flowers17", "https://www.robots.ox.ac.uk/~vgg/data/flowers/17/17flowers.tgz",
+        "jpg/image_0001.jpg ... and jpg/files.txt",
         sha256="fe38a60f8b4a95e657551247d3e7d799a3fafcdbc595be504b12839967823d70",
         md5="b59a65d8d1a99cd66944d474e1289eab",
-        layout="<dest>/flowers17/jpg/image_0001.jpg ... and jpg/files.txt; pass root=<dest>/flowers17",
         checksum_source="SHA-256 from intel/dffml examples/flower17/dataset.sh; MD5 as used by torchvision-style Flowers17 loaders",
     ),
-    "cifar10": Source(
-        url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-        filename="cifar-10-python.tar.gz",
+    _source(
+        "cifar10", f"{_TORONTO}/cifar-10-python.tar.gz",
+        "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}", arg="clean_root",
         sha256="6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
-        md5="c58f30108f718f92721af3b95e74349a",
-        size=170_498_071,
-        layout="<dest>/cifar10/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}; pass clean_root=<dest>/cifar10",
+        md5="c58f30108f718f92721af3b95e74349a", size=170_498_071,
         checksum_source="MD5 as torchvision's CIFAR10; SHA-256 as Keras' cifar10.load_data",
     ),
-    "cifar100": Source(
-        url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
-        filename="cifar-100-python.tar.gz",
+    _source(
+        "cifar100", f"{_TORONTO}/cifar-100-python.tar.gz", "cifar-100-python/{train,test,meta}", arg="clean_root",
         sha256="85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7",
-        md5="eb9058c3a382ffc7106e4002c42a8d85",
-        size=169_001_437,
-        layout="<dest>/cifar100/cifar-100-python/{train,test,meta}; pass clean_root=<dest>/cifar100",
+        md5="eb9058c3a382ffc7106e4002c42a8d85", size=169_001_437,
         checksum_source="MD5 as torchvision's CIFAR100; SHA-256 as Keras' cifar100.load_data",
     ),
-    "cifar10c": Source(
-        url="https://zenodo.org/records/2535967/files/CIFAR-10-C.tar",
-        filename="CIFAR-10-C.tar",
+    _source(
+        "cifar10c", f"{_ZENODO}/2535967/files/CIFAR-10-C.tar", "<corruption>.npy and labels.npy", strip_top=True,
         sha256="c72763e101c723b7c507b96205f7e938912a5d587376173b825850cf3cb876a7",
-        md5="56bf5dcef84df0e2308c6dcbcbbd8499",
-        size=2_918_471_680,
-        strip_top=True,
-        layout="<dest>/cifar10c/<corruption>.npy and labels.npy; pass root=<dest>/cifar10c",
+        md5="56bf5dcef84df0e2308c6dcbcbbd8499", size=2_918_471_680,
         checksum_source="MD5 from Zenodo record 2535967; SHA-256 from TensorFlow Datasets' url_checksums",
     ),
-    "cifar100c": Source(
-        url="https://zenodo.org/records/3555552/files/CIFAR-100-C.tar",
-        filename="CIFAR-100-C.tar",
-        # No SHA-256 here: the one recorded before (30ee6543...) could not be confirmed in any public
-        # reference, and a wrong SHA-256 would reject the good file; Zenodo's own MD5 and the size are
-        # confirmed by several independent sources.
-        md5="11f0ed0f1191edbf9fa23466ae6021d3",
-        size=2_918_473_216,
-        strip_top=True,
-        layout="<dest>/cifar100c/<corruption>.npy and labels.npy; pass root=<dest>/cifar100c",
+    # No SHA-256 for CIFAR-100-C: the one recorded before (30ee6543...) could not be confirmed in any
+    # public reference, and a wrong SHA-256 would reject the good file; Zenodo's own MD5 and the size
+    # are confirmed by several independent sources.
+    _source(
+        "cifar100c", f"{_ZENODO}/3555552/files/CIFAR-100-C.tar", "<corruption>.npy and labels.npy", strip_top=True,
+        md5="11f0ed0f1191edbf9fa23466ae6021d3", size=2_918_473_216,
         checksum_source="MD5 and size from Zenodo record 3555552",
     ),
     # Pinned to a commit so the content cannot change under us. GitHub does not promise
     # byte-identical archives over time; if the digest stops matching, check the content and use
     # verify=False (--no-verify), which prints the SHA-256 obtained.
-    "magnetic_tile": Source(
-        url="https://github.com/abin24/Magnetic-tile-defect-datasets./archive/cc4eb530b57b9cb7225bf76023873043ffd50655.zip",
+    _source(
+        "magnetic_tile",
+        "https://github.com/abin24/Magnetic-tile-defect-datasets./archive/cc4eb530b57b9cb7225bf76023873043ffd50655.zip",
+        "MT_Blowhole ... MT_Free (each Imgs/*.jpg + *.png)", strip_top=True,
         filename="Magnetic-tile-defect-datasets-cc4eb53.zip",
         sha256="592b050953d1de4ffa538b93b6b91aee7268d8e59b73d4d9c92cfce187d7ce66",
-        strip_top=True,
-        layout="<dest>/magnetic_tile/MT_Blowhole ... MT_Free (each Imgs/*.jpg + *.png); pass root=<dest>/magnetic_tile",
         checksum_source="SHA-256 of the commit archive as recorded by a public preparation script "
         "(NVIDIA AnomalyGen prepare_magnetic_tile_defect.py); not published by the dataset authors",
     ),
-}
+])
 
 
 # ------------------------------------------------------------------ is it there already?
@@ -190,8 +191,13 @@ class Need:
         return root / (self.folder or self.name)
 
 
+def _archive_need(name: str) -> Need:
+    """The :class:`Need` of a dataset that is exactly one archive, unpacked into ``<root>/<name>``."""
+    return Need(name, lambda r: archive_present(name, r), (name,))
+
+
 NEEDS: dict[str, Need] = {
-    "flowers17": Need("flowers17", lambda r: archive_present("flowers17", r), ("flowers17",)),
+    "flowers17": _archive_need("flowers17"),
     # Notebook 01 generates the level-4 corruptions from the clean test set (Sec. IV-A-1), so the
     # 163 MiB clean CIFAR-10 is fetched, not the 2.7 GiB official CIFAR-10-C (also read when there).
     "cifar10c": Need("cifar10c", lambda r: _corrupted(r / "cifar10c") or archive_present("cifar10", r), ("cifar10",),
@@ -199,7 +205,7 @@ NEEDS: dict[str, Need] = {
     # Table III reads the official CIFAR-100-C files plus the clean test set they were made from.
     "cifar100c": Need("cifar100c", lambda r: archive_present("cifar100c", r) and archive_present("cifar100", r),
                       ("cifar100c", "cifar100")),
-    "magnetic_tile": Need("magnetic_tile", lambda r: archive_present("magnetic_tile", r), ("magnetic_tile",)),
+    "magnetic_tile": _archive_need("magnetic_tile"),
     "mvtec": Need(
         "mvtec", lambda r: _categories(r / "mvtec_ad"), folder="mvtec_ad",
         has_task=lambda r, task: (r / "mvtec_ad" / task / "train").is_dir(),
@@ -225,5 +231,5 @@ def need_for(name: str) -> Need:
     """The :class:`Need` of a loader dataset, or of a bare archive name (``"cifar10"``, or a test's)."""
     if name in NEEDS:
         return NEEDS[name]
-    return Need(name, lambda r: archive_present(name, r), (name,))
+    return _archive_need(name)
 
