@@ -58,3 +58,11 @@ def test_the_report_section_lists_every_claim_and_says_which_tables_did_not_run(
     assert sum(line.startswith("| ") for line in lines) == len(CLAIMS) + 1
     frame = verdict_frame(tables)
     assert frame.loc[0, "verdict"] == "holds" and (frame["verdict"] == "not run").sum() == len(CLAIMS) - 1
+
+
+def test_a_best_of_all_claim_waits_for_every_rival(tmp_path):
+    claim = Claim("A beats the best other", "Table I", Side("I", "A"), Side("I", "*"))
+    _write(tmp_path, "I", _rows("I", "5-shot", "A", [80, 82]) + _rows("I", "5-shot", "B", [70, 71])
+           + _rows("I", "5-shot", "C", [60, 60], status="pending"))
+    v = judge(claim, tmp_path)
+    assert v.verdict == "incomplete" and "C" in v.detail

@@ -138,11 +138,15 @@ def judge(claim: Claim, tables_dir: str | os.PathLike) -> Verdict:
     better_df = dfs[claim.better.table]
     tasks = _tasks(better_df, claim.better)
     ours = _per_seed(better_df, claim.better, tasks)
-    scored = []
+    scored, unscored = [], []
     for rival in _rivals(dfs[claim.worse.table], claim.better, claim.worse):
         theirs = _per_seed(dfs[claim.worse.table], rival, tasks)
-        if not theirs.empty:
+        if theirs.empty:
+            unscored.append(_label(rival))
+        else:
             scored.append((float(theirs.mean()), rival, theirs))
+    if scored and unscored:  # "best of all" cannot be judged against some of them
+        return Verdict(claim, "incomplete", f"rows without a value on every task yet: {', '.join(unscored)}")
     if ours.empty or not scored:
         pending = any((df["status"] == "pending").any() for df in dfs.values() if "status" in df)
         return Verdict(claim, "not computed yet" if pending else "no data",
