@@ -24,13 +24,12 @@ Anything else (e.g. a figure's own computation) goes through :func:`coftad_lib.e
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import json
 import math
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from ..versions import VERSION_KEYS, library_version, versions
 from .cache import atomic_save_npz, atomic_write_json, canonical_json, digest, load_npz
 from .data_paths import DATA_ROOT_TOKEN, DATASET_DIRS, _resolve_root_token, data_roots, dataset_root  # noqa: F401  (re-exported)
 from .fingerprint import code_fingerprint
+from .threads import CPU_CELL_THREADS, cell_thread_count, cell_threads  # noqa: F401  (re-exported)
 
 KINDS: tuple[str, ...] = ("score", "embed")
 
@@ -50,13 +50,6 @@ KINDS: tuple[str, ...] = ("score", "embed")
 #: ``max_test_per_class``: int, keep at most this many normal and this many anomalous test items;
 #: ``imbalanced``: ``{"n_normal": 500, "n_anomalies": 5}`` for Table IX.
 TEST_PROTOCOL_KEYS: tuple[str, ...] = ("max_test_per_class", "imbalanced")
-
-#: intra-op torch threads of a cell that runs on a CPU. A float sum's order depends on how many
-#: threads split it, and a few ulps at step 1 of a fine-tuning become visible AUROC changes after
-#: 32 steps (up to 0.5 AUROC points between the local and the Ray executor on one smoke cell,
-#: issue 20). One thread per cell, parallelism across worker processes, makes a number independent
-#: of the executor; ``$COFTAD_CELL_THREADS`` changes it (recorded in each record's ``threads``).
-CPU_CELL_THREADS = 1
 
 #: bump when the record layout changes, so old cache entries are not read as new ones
 RECORD_SCHEMA = 1
@@ -266,37 +259,6 @@ def compute_record(cell: Cell, data_root: str | os.PathLike | Mapping[str, Any],
             if strict:
                 raise
             return missing_record(cell, base, exc), None
-
-
-def cell_thread_count() -> int:
-    """Intra-op threads of a CPU cell: ``$COFTAD_CELL_THREADS`` or :data:`CPU_CELL_THREADS`."""
-    raw = os.environ.get("COFTAD_CELL_THREADS", "").strip()
-    if not raw:
-        return CPU_CELL_THREADS
-    if not raw.isdigit() or int(raw) < 1:
-        raise COFTADInputError(f"COFTAD_CELL_THREADS={raw!r}: expected an int >= 1")
-    return int(raw)
-
-
-@contextlib.contextmanager
-def cell_threads(cell: Cell) -> Iterator[int | None]:
-    """Run the block with a CPU cell's torch threads (:func:`cell_thread_count`), restored after.
-
-    Yields the thread count, or None for a cell on a GPU (whose kernels do not depend on it).
-    """
-    import torch
-
-    device = str(cell.method_kwargs.get("device", "auto"))
-    on_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    if on_gpu:
-        yield None
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(cell_thread_count())
-    try:
-        yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(before)
 
 
 def missing_record(cell: Cell, base: Mapping[str, Any], exc: Exception) -> dict[str, Any]:
