@@ -1,8 +1,9 @@
 """Committable copies of the executed notebooks, so REPORT.md's links resolve on a fresh clone.
 
 The runner writes executed notebooks to ``results/executed/`` (git-ignored: they change on every
-run). :func:`publish_executed` copies those of a headline run to a committed folder (by default
-``results/notebooks/``) with their outputs, within a size budget:
+run). :func:`publish_executed` copies them to ``results/notebooks/`` with their outputs, within a
+size budget; that folder is git-ignored too (house rule: no notebook with outputs in git), and
+:mod:`coftad_lib.reproduce.notebook_html` renders these copies to the committed HTML pages:
 
 * volatile metadata is dropped (papermill's timestamps and absolute input/output paths, cell
   execution times, the random id of the injected-parameters cell), so an unchanged rerun gives an unchanged file and no machine paths leak;
@@ -14,8 +15,7 @@ run). :func:`publish_executed` copies those of a headline run to a committed fol
 * when the copies together still exceed ``budget_bytes``, the largest are republished text-only
   until they fit.
 
-GitHub renders ``.ipynb`` files and JupyterLab opens them, so no HTML conversion (and no nbconvert
-dependency) is needed.
+The cleaning is what makes the HTML pages stable between unchanged reruns and free of machine paths.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .errors import COFTADInputError
 
-#: the committed folder, relative to the results folder (REPORT.md links ``notebooks/<name>.ipynb``)
+#: the published folder, relative to the results folder (git-ignored; rendered to ``html/``)
 PUBLISHED_DIR = "notebooks"
 #: all published notebooks together (the smoke series' images are a few tens of KiB each)
 DEFAULT_BUDGET_BYTES = 8 << 20
@@ -141,7 +141,7 @@ def publish_executed(executed_dir: str | os.PathLike, dest_dir: str | os.PathLik
 
     Args:
         executed_dir: where the runner wrote them (``results/executed``).
-        dest_dir: the committed folder (``results/notebooks``); created if needed.
+        dest_dir: the published folder (``results/notebooks``); created if needed.
         names: notebook stems to publish (``"04_table_I_flowers17"``); None = every ``*.ipynb``.
         budget_bytes: the most all published copies may take together.
         max_image_bytes: embedded PNGs above this become JPEGs that fit, other images a note.

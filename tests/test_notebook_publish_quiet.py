@@ -13,6 +13,8 @@ import pytest
 from coftad_lib.errors import COFTADInputError
 from coftad_lib.kernel_quiet import QUIET_KERNEL_ARGS, quiet_kernel_kwargs
 from coftad_lib.notebook_publish import publish_executed
+from coftad_lib.reproduce import notebook_html
+from coftad_lib.reproduce.notebook_html import render_html
 
 
 def _executed(path: Path, image_bytes: int, text: str = "hello") -> None:
@@ -69,6 +71,37 @@ def test_big_images_and_the_budget(tmp_path: Path):
         publish_executed(ex, pub, names=["c"], budget_bytes=100)
     with pytest.raises(COFTADInputError, match="no executed notebook zz"):
         publish_executed(ex, pub, names=["zz"])
+
+
+def test_html_pages_are_standalone_small_and_stable(tmp_path: Path):
+    ex, pub, html = tmp_path / "executed", tmp_path / "notebooks", tmp_path / "html"
+    ex.mkdir()
+    _executed(ex / "04_table_I.ipynb", 2_000, text="AUROC <80.5>")
+    publish_executed(ex, pub)
+    res = render_html(pub, html, banner="profile <code>p</code>, page of {name}")
+    page = (html / "04_table_I.html").read_text()
+    assert res.files == [html / "04_table_I.html"] and res.total_bytes == len(page.encode()) and not res.text_only
+    assert page.startswith("<!DOCTYPE html>") and "page of 04_table_I" in page
+    assert "AUROC &lt;80.5&gt;" in page and "data:image/png;base64," in page  # outputs and the figure
+    assert '<span class="n">plot</span>' in page and "<style>" in page and "<link" not in page  # no file beside it needed
+    render_html(pub, html, banner="profile <code>p</code>, page of {name}")
+    assert (html / "04_table_I.html").read_text() == page and not list(html.glob(".*"))
+
+
+def test_html_big_pages_lose_images_and_the_budget_holds(tmp_path: Path, monkeypatch):
+    ex, pub, html = tmp_path / "executed", tmp_path / "notebooks", tmp_path / "html"
+    ex.mkdir()
+    _executed(ex / "a.ipynb", 60_000)
+    _executed(ex / "b.ipynb", 1_000)
+    publish_executed(ex, pub)
+    monkeypatch.setattr(notebook_html, "MAX_PAGE_BYTES", 50_000)
+    res = render_html(pub, html)
+    assert res.text_only == ["a"] and "image left out of this page" in (html / "a.html").read_text()
+    assert "data:image/png" in (html / "b.html").read_text()
+    with pytest.raises(COFTADInputError, match="over the budget of 100"):
+        render_html(pub, html, names=["b"], budget_bytes=100)
+    with pytest.raises(COFTADInputError, match="no published notebook zz"):
+        render_html(pub, html, names=["zz"])
 
 
 def test_quiet_kernel_kwargs_keep_other_arguments():

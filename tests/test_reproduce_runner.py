@@ -141,7 +141,8 @@ def test_series_runs_notebooks_and_writes_summary(tmp_path):
     assert sorted(p.name for p in (out / "notebooks").iterdir()) == ["01_missing.ipynb", "02_fail.ipynb"]
     assert "deliberate failure in x" in (out / "notebooks" / "02_fail.ipynb").read_text()
     assert str(tmp_path) not in (out / "notebooks" / "01_missing.ipynb").read_text()
-    assert "[ipynb](notebooks/02_fail.ipynb)" in (out / "REPORT.md").read_text()
+    assert "[html](html/02_fail.html) / [ipynb](notebooks/02_fail.ipynb)" in (out / "REPORT.md").read_text()
+    assert "deliberate failure in x" in (out / "html" / "02_fail.html").read_text()
 
 
 # ------------------------------------------------------------------ exit codes without a kernel
@@ -263,19 +264,25 @@ def test_run_publishes_executed_notebooks_and_the_report_links_them(tmp_path, mo
     text = (out / "notebooks" / "01_a.ipynb").read_text()
     assert "read <DATA_ROOT>/flowers17" in text and str(tmp_path) not in text
     report = (out / "REPORT.md").read_text()
-    assert "[ipynb](notebooks/01_a.ipynb)" in report and "executed/01_a" not in report
+    assert "[html](html/01_a.html)" in report and "executed/01_a" not in report
+    page = (out / "html" / "01_a.html").read_text()  # the committed page: no machine path, the profile named
+    assert "read &lt;DATA_ROOT&gt;/flowers17" in page and str(tmp_path) not in page
+    assert "<code>smoke</code> profile" in page and "make reproduce PROFILE=smoke" in page
     console = capsys.readouterr().out
     lines = [ln for ln in console.splitlines() if ln.startswith("[reproduce]")]
     assert "2 notebook(s); 0 cells" in lines[0]  # the estimate comes before the first notebook
     assert lines[1].startswith("[reproduce] [1/2] 01_a: starting (run elapsed 0:00:")
     assert lines[2].startswith("[reproduce] [1/2] 01_a: ok in 0.1 s (run elapsed 0:00:")
     assert any(ln.startswith("[reproduce] published 2 executed notebooks") for ln in lines)
-    # without a published copy the report links the executed one
+    assert any(ln.startswith("[reproduce] rendered 2 notebooks to") for ln in lines)
+    # without a page the report links the published copy; without either, the executed one
+    (out / "html" / "01_a.html").unlink()
+    (out / "html" / "02_b.html").unlink()
     (out / "notebooks" / "02_b.ipynb").unlink()
     from coftad_lib.paper.report import write_report
 
     report = write_report(out).read_text()
-    assert "[ipynb](notebooks/01_a.ipynb)" in report and "[ipynb](executed/02_b.ipynb)" in report
+    assert "| [ipynb](notebooks/01_a.ipynb) |" in report and "[ipynb](executed/02_b.ipynb)" in report
 
 
 def test_a_failed_publication_is_reported_and_the_run_goes_on(tmp_path, monkeypatch, capsys):

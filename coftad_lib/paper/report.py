@@ -127,9 +127,10 @@ def _failed_section(root: Path, roots: dict[str, str]) -> list[str]:
 def _notebooks_section(root: Path) -> tuple[list[str], dict[str, str], set[str]]:
     """The last run's notebooks (status, seconds, missing data, a link to each executed notebook).
 
-    The link goes to the published copy ``notebooks/<name>.ipynb`` when it exists (committed, so
-    it resolves on a clone; :func:`coftad_lib.notebook_publish.publish_executed`), else to the
-    run's own ``executed/<name>.ipynb`` (git-ignored).
+    The link goes to the committed HTML page ``html/<name>.html`` when it exists (it resolves on a
+    clone; :func:`coftad_lib.reproduce.notebook_html.render_html`), beside the published copy
+    ``notebooks/<name>.ipynb`` (git-ignored, house rule: no notebook with outputs in git), else to
+    the run's own ``executed/<name>.ipynb`` (git-ignored).
     """
     lines = ["## Notebooks", ""]
     missing: dict[str, str] = {}
@@ -149,8 +150,10 @@ def _notebooks_section(root: Path) -> tuple[list[str], dict[str, str], set[str]]
                   "| notebook | status | seconds | missing | executed |", "|---|---|---:|---|---|"]
         for nb in run.get("notebooks", []):
             miss = ", ".join(m["dataset"] for m in nb.get("missing", []))
-            published = f"notebooks/{nb['name']}.ipynb"
-            if (root / published).is_file():
+            page, published = f"html/{nb['name']}.html", f"notebooks/{nb['name']}.ipynb"
+            if (root / page).is_file():
+                exe = f"[html]({page})" + (f" / [ipynb]({published})" if (root / published).is_file() else "")
+            elif (root / published).is_file():
                 exe = f"[ipynb]({published})"
             else:
                 exe = f"[ipynb](executed/{Path(nb['executed']).name})" if nb.get("executed") else ""

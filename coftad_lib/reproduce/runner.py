@@ -4,8 +4,8 @@ Each notebook gets the parameters PROFILE, SEEDS, DATA_ROOT and OUT_DIR (plus an
 which must be assigned in its ``parameters`` cell (checked before anything runs). The executed
 copies go to ``<out>/executed/``; each notebook writes ``<out>/status/<name>.json`` through
 :func:`coftad_lib.reproduce.record_status`. The runner then writes ``<out>/runs/summary.md`` (and
-``summary.json``), publishes the executed notebooks to ``<out>/notebooks/`` (cleaned, committed:
-REPORT.md links them) and writes the report ``<out>/REPORT.md``. The console gets an estimate
+``summary.json``), publishes the executed notebooks to ``<out>/notebooks/`` (cleaned, git-ignored) and renders
+them to ``<out>/html/`` (committed: REPORT.md links them), and writes the report ``<out>/REPORT.md``. The console gets an estimate
 before the first notebook and a line at least every ~25 s while one runs
 (:mod:`~coftad_lib.reproduce.progress`).
 
@@ -39,6 +39,7 @@ from ..notebook_publish import PUBLISHED_DIR, PublishResult, publish_executed
 from ..paper.context import RunContext
 from ..paper.migration import migrate_run
 from .data_fetch import fetch_data
+from .notebook_html import HTML_DIR, render_html
 from .notebook_params import check_parameters, parameter_names
 from .progress import Heartbeat, notebook_line, preflight, say_reproduce
 from .series import build_context, default_data_root, discover, out_lock, select  # noqa: F401  (re-exported)
@@ -227,8 +228,9 @@ def publish_run(ctx: RunContext, results: Sequence[NotebookResult], repo: Path) 
     """Publish this run's executed notebooks to ``<out>/notebooks/`` (:func:`~coftad_lib.notebook_publish.publish_executed`).
 
     ``<out>/executed/`` is git-ignored (it changes on every run); the published copies, cleaned
-    of timestamps and within a size budget, are meant to be committed so that REPORT.md's links
-    resolve on a clone. Machine paths are redacted: the repository becomes ``.``, the data and
+    of timestamps and within a size budget, are rendered to ``<out>/html/`` pages
+    (:func:`~coftad_lib.reproduce.notebook_html.render_html`), which are committed so that
+    REPORT.md's links resolve on a clone. Machine paths are redacted: the repository becomes ``.``, the data and
     prep folders ``<DATA_ROOT>`` / ``<PREP_DIR>``, an output folder outside the repository
     ``<OUT_DIR>``, the home folder ``~``. A failure to publish is reported, never raised: the
     notebooks ran and their summary is written.
@@ -250,6 +252,14 @@ def publish_run(ctx: RunContext, results: Sequence[NotebookResult], repo: Path) 
     extra = f"; {pub.images_left_out} images left out" if pub.images_left_out else ""
     say_reproduce(f"published {len(pub.files)} executed notebooks to {out / PUBLISHED_DIR} "
                   f"({pub.total_bytes / 1024:.0f} KiB{extra})")
+    banner = (f"Executed notebook of the <code>{ctx.name}</code> profile, rendered from "
+              f"<code>{PUBLISHED_DIR}/{{name}}.ipynb</code>. Regenerate: <code>make reproduce "
+              f"PROFILE={ctx.name}</code>; open the notebook itself in <code>notebooks/</code>.")
+    try:  # HTML pages are what gets committed (house rule: no notebook with outputs in git)
+        page = render_html(out / PUBLISHED_DIR, out / HTML_DIR, names=names, banner=banner)
+        say_reproduce(f"rendered {len(page.files)} notebooks to {out / HTML_DIR} ({page.total_bytes / 1024:.0f} KiB)")
+    except Exception as exc:  # nbconvert missing or a budget overrun: the .ipynb copies are there
+        say_reproduce(f"executed notebooks not rendered to {out / HTML_DIR}: {exc}")
     return pub
 
 
