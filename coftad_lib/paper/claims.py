@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .paper_compute_rows import SETTING_MARK, is_paper_compute
 from .paper_values import display_name
 
 
@@ -81,9 +82,16 @@ CLAIMS: tuple[Claim, ...] = (
 )
 
 
-def _table(tables_dir: Path, table: str) -> pd.DataFrame | None:
+def _table(tables_dir: Path, table: str, setting: str | None = None) -> pd.DataFrame | None:
+    """The per-seed CSV of ``table``: the profile's own rows, or with ``setting`` only that
+    paper-compute run's rows (those columns are judged apart, :func:`paper_compute_verdicts`)."""
     path = tables_dir / f"table_{table}.csv"
-    return pd.read_csv(path) if path.exists() else None
+    if not path.exists():
+        return None
+    df = pd.read_csv(path)
+    if "setting" not in df:
+        return df
+    return df[df["setting"] == setting] if setting else df[~df["setting"].astype(str).map(is_paper_compute)]
 
 
 def _per_seed(df: pd.DataFrame, side: Side, tasks: list[str]) -> pd.Series:
@@ -129,10 +137,11 @@ def _label(side: Side) -> str:
     return display_name(side.method) + (f" ({side.setting})" if side.setting and side.setting[0].isalpha() else "")
 
 
-def judge(claim: Claim, tables_dir: str | os.PathLike) -> Verdict:
-    """The verdict of ``claim`` from the per-seed CSVs in ``tables_dir`` (module docstring)."""
+def judge(claim: Claim, tables_dir: str | os.PathLike, setting: str | None = None) -> Verdict:
+    """The verdict of ``claim`` from the per-seed CSVs in ``tables_dir`` (module docstring); with
+    ``setting``, from that paper-compute run's rows of the claim's tables."""
     tables_dir = Path(tables_dir)
-    dfs = {t: _table(tables_dir, t) for t in {claim.better.table, claim.worse.table}}
+    dfs = {t: _table(tables_dir, t, setting) for t in {claim.better.table, claim.worse.table}}
     if any(df is None for df in dfs.values()):
         return Verdict(claim, "not run", "its table is not in this run")
     better_df = dfs[claim.better.table]
@@ -185,6 +194,33 @@ def claims_section(tables_dir: str | os.PathLike, profile: str = "") -> list[str
     for v in verdicts:
         note = f" ({v.claim.note})" if v.claim.note else ""
         lines.append(f"| {v.claim.text} | {v.claim.source} | **{v.verdict}** | {v.detail}{note} |")
+    return lines + [""]
+
+
+#: the claims a paper-compute run can judge: Table VI's two (its rows are COFT-AD and its start only)
+PAPER_COMPUTE_CLAIMS: tuple[Claim, ...] = tuple(c for c in CLAIMS if c.better.table == c.worse.table == "VI")
+
+
+def paper_compute_verdicts(tables_dir: str | os.PathLike) -> list[tuple[str, Verdict]]:
+    """(run setting, verdict) of :data:`PAPER_COMPUTE_CLAIMS` for every paper-compute run in Table VI's CSV."""
+    path = Path(tables_dir) / "table_VI.csv"
+    if not path.exists():
+        return []
+    settings = [s for s in dict.fromkeys(pd.read_csv(path)["setting"].astype(str)) if is_paper_compute(s)]
+    return [(s, judge(c, tables_dir, s)) for s in settings for c in PAPER_COMPUTE_CLAIMS]
+
+
+def paper_compute_claims_section(tables_dir: str | os.PathLike) -> list[str]:
+    """Markdown lines: Table VI's claims judged on each paper-compute run (batch 64, 100 steps)."""
+    rows = paper_compute_verdicts(tables_dir)
+    if not rows:
+        return []
+    lines = ["### The same claims at the paper's batch and steps (issue 19's runs)", "",
+             "Each fit scored with the EMA target (the library's default) against its own pretrained start; "
+             "the runs are the extra columns of Table VI (`benchmarks/results/paper_compute/`).", "",
+             "| run | claim | verdict | numbers (AUROC %) |", "|---|---|---|---|"]
+    for setting, v in rows:
+        lines.append(f"| {setting.split(SETTING_MARK)[-1]} | {v.claim.text} | **{v.verdict}** | {v.detail} |")
     return lines + [""]
 
 

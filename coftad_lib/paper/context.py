@@ -103,6 +103,13 @@ class RunContext:
         return get_spec(spec_id).run(self.settings, self.seeds, self.data_roots, self.cache_dir,
                                      executor=self.make_executor())
 
+    def with_paper_compute(self, spec_id: str, df: pd.DataFrame) -> pd.DataFrame:
+        """``df`` plus the committed paper-compute runs of Tables I / VI as their own columns
+        (:mod:`coftad_lib.paper.paper_compute_rows`; the headline profile only)."""
+        from .paper_compute_rows import with_paper_compute
+
+        return with_paper_compute(df, spec_id, self.name)
+
     def figure_records(self, spec_id: str) -> tuple[list, list[dict[str, Any]], pd.DataFrame]:
         """(cells, records with per-item scores, frame) of a figure's cells."""
         from .figure_runs import run_figure_cells

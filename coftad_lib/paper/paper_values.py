@@ -86,7 +86,14 @@ SCORERS: dict[str, str] = {
 
 
 def display_name(method: str) -> str:
-    """The paper's name of a table row (``"coftad_np"`` -> ``"COFT-AD (w/ np)"``); unknown names unchanged."""
+    """The paper's name of a table row (``"coftad_np"`` -> ``"COFT-AD (w/ np)"``); unknown names unchanged.
+
+    A row scored with the online network (``"coftad [online f]"``, the paper-compute runs) keeps
+    the suffix after its base row's name.
+    """
+    base, sep, suffix = method.partition(" [")
+    if sep and base in DISPLAY_NAMES:
+        return f"{DISPLAY_NAMES[base]} [{suffix}"
     return DISPLAY_NAMES.get(method, method)
 
 

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..engine.cache import atomic_write_text
 from ..engine.status import relative_to_roots, summary_roots
-from .claims import claims_section
+from .claims import claims_section, paper_compute_claims_section
 from .paper_values import TABLE_TITLES, TABLES, display_name
 from .results_tables import MIN_FLAG_POINTS
 
@@ -205,6 +205,7 @@ def write_report(results_dir: str | os.PathLike = "results") -> Path:
     if others:  # results/ holds protocol-cpu; each other profile has its own folder and report
         lines += ["Other profiles: " + ", ".join(f"[{d}]({d}/REPORT.md)" for d in others) + ".", ""]
     lines += claims_section(root / "tables", ", ".join(sorted(tab_profiles)))
+    lines += paper_compute_claims_section(root / "tables")
     lines += nb_lines + tab_lines + fig_lines + _differences_section(summaries, profiles)
     lines += _failed_section(root, roots) + _study_section(root)
     if missing:

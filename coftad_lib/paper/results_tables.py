@@ -25,6 +25,7 @@ import pandas as pd
 from ..engine.cache import atomic_write_text
 from ..errors import COFTADInputError
 from ..versions import VERSION_KEYS
+from .paper_compute_rows import is_paper_compute
 from .paper_values import TABLE_TITLES, TABLES, display_name, is_quoted, paper_table
 
 #: columns a results frame must have (``run_cells`` gives them)
@@ -170,6 +171,7 @@ def _markdown(summary: pd.DataFrame, df: pd.DataFrame, table: str, columns: Sequ
     our_settings = list(dict.fromkeys(summary["setting"]))
     # paper-only rows are shown in our settings (mapped), so the comparison sits in one place
     settings = _order(our_settings, [inv.get(s, s) for s in paper["setting"]])
+    settings.sort(key=is_paper_compute)  # the profile's own settings first, then the paper-compute runs
     all_methods = list(dict.fromkeys(list(summary["method"]) + list(paper["method"])))
     tasks = _order(list(dict.fromkeys(summary["task"])), list(paper["task"]) + ["avg"])
     computed_avg = "avg" not in set(df["task"])
@@ -199,6 +201,9 @@ def _markdown(summary: pd.DataFrame, df: pd.DataFrame, table: str, columns: Sequ
                 key = {**fixed, **dict(zip(columns, c, strict=True))}
                 s, t = key["setting"], key["task"]
                 r = idx.get((s, m, t))
+                if r is None and is_paper_compute(s):  # those runs have a few rows only: no "not run" noise
+                    cells.append("")
+                    continue
                 if quoted:
                     p = pval.get((smap.get(s, s), m, t), math.nan)
                 elif r is not None and not math.isnan(r["paper"]):

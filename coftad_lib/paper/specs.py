@@ -31,6 +31,7 @@ from ..errors import COFTADInputError
 from . import figure_runs as fr
 from . import rescored_runs as rr
 from . import tables as tr
+from .paper_compute_rows import is_paper_compute, setting_map_for
 from .profiles import get_profile, table_limits
 
 KINDS: tuple[str, ...] = ("cells", "ablation", "imbalanced", "scorers", "n_aug", "figure")
@@ -126,7 +127,11 @@ class Spec:
 
     def write(self, df: pd.DataFrame, out_dir: str | os.PathLike) -> Path:
         """The table's CSVs and Markdown under ``<out_dir>/tables``; returns the Markdown path."""
-        return tr.write_results(df, self.id, out_dir, columns=self.columns, setting_map=self.setting_map or None,
+        smap = dict(self.setting_map)
+        own = [str(x) for x in dict.fromkeys(df.get("setting", [])) if not is_paper_compute(x)]
+        if own:  # paper-compute columns compare with the paper's column our own setting stands in for
+            smap.update(setting_map_for(df, smap.get(own[0], own[0])))
+        return tr.write_results(df, self.id, out_dir, columns=self.columns, setting_map=smap or None,
                                 average=self.average)
 
 
