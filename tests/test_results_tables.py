@@ -181,3 +181,21 @@ def test_notes_are_shown_only_for_displayed_cells(tmp_path):
     assert "Pansy assumed" in write_table(pansy, "I", out_dir=tmp_path / "a")["md"].read_text()
     daffodil = _frame({("coftad", "Daffodil/Tulip"): [0.8]}, setting="5-shot")
     assert "Pansy assumed" not in write_table(daffodil, "I", out_dir=tmp_path / "b")["md"].read_text()
+
+
+def test_written_tables_name_no_machine_folder(tmp_path):
+    """A missing dataset's message names folders relative to DATA_ROOT / PREP_DIR in the committed files."""
+    from coftad_lib.paper import run_context
+
+    data, prep = tmp_path / "machine" / "data", tmp_path / "machine" / "prep"
+    data.mkdir(parents=True)
+    prep.mkdir()
+    run = run_context("smoke", [0], str(data), str(prep), str(tmp_path / "out"), "t", {}, "local", {})
+    df = pd.DataFrame([{"setting": "5-shot", "method": "coftad", "task": "bottle", "seed": 0, "auroc": math.nan,
+                        "status": "missing", "dataset": "mvtec", "cached": False, "key": "",
+                        "message": f"{data}/mvtec_ad/cable: MVTec AD category 'cable' not found under {data}/mvtec_ad"}])
+    md = run.write("IV", df).read_text()
+    csv = (tmp_path / "out" / "tables" / "table_IV.csv").read_text()
+    assert str(tmp_path) not in md and str(tmp_path) not in csv
+    assert "mvtec_ad/cable: MVTec AD category 'cable' not found under mvtec_ad" in md
+    assert df["message"].iloc[0].startswith(str(data))  # the notebook's own frame is left as it was

@@ -27,7 +27,7 @@ import pandas as pd
 
 from ..engine.data_paths import data_roots
 from ..engine.executors import EXECUTORS, get_executor
-from ..engine.status import record_status
+from ..engine.status import record_status, relative_to_roots
 from ..errors import COFTADInputError
 from .profiles import check_overrides, derive, table_limits
 from .specs import Spec, get_spec
@@ -120,8 +120,23 @@ class RunContext:
         return cells, records, df
 
     def write(self, spec_id: str, df: pd.DataFrame) -> Path:
-        """A table's CSVs and Markdown under ``<out_dir>/tables``; returns the Markdown path."""
-        return get_spec(spec_id).write(df, self.out_dir)
+        """A table's CSVs and Markdown under ``<out_dir>/tables``; returns the Markdown path.
+
+        Messages (a missing dataset's, a failed cell's) name folders relative to DATA_ROOT and
+        PREP_DIR: committed tables must not show the folders of the machine that ran them.
+        """
+        return get_spec(spec_id).write(self.without_machine_paths(df), self.out_dir)
+
+    def without_machine_paths(self, df: pd.DataFrame) -> pd.DataFrame:
+        """``df`` with DATA_ROOT / PREP_DIR (as given and resolved) taken out of its ``message`` column."""
+        if "message" not in df or df.empty:
+            return df
+        out = df.copy()
+        for resolve in (True, False):
+            roots = {name: str(Path(folder).resolve() if resolve else Path(folder))
+                     for name, folder in (("DATA_ROOT", self.data_root), ("PREP_DIR", self.prep_dir)) if folder}
+            out["message"] = [relative_to_roots(str(m), roots) if isinstance(m, str) else m for m in out["message"]]
+        return out
 
     @staticmethod
     def show(md_path: str | os.PathLike) -> Any:
