@@ -304,7 +304,7 @@ def load_records(folder: str | os.PathLike) -> pd.DataFrame:
 
 
 VERDICT_COLUMNS = ["profile", "family", "config", "scoring", "tasks", "seeds", "auroc_mean", "auroc_std",
-                   "start_mean", "start_std", "diff", "spread", "exceeds", "units"]
+                   "start_mean", "start_std", "diff", "spread", "exceeds", "units", "drift", "fit_s", "score_s"]
 
 
 def verdict(frame: pd.DataFrame) -> pd.DataFrame:
@@ -313,7 +313,9 @@ def verdict(frame: pd.DataFrame) -> pd.DataFrame:
     Each seed's value is the mean over the family's tasks and shots (only seeds where every task
     ran count; ``tasks`` says how many of the family's tasks that is); ``diff`` = mean over seeds of (fine-tuned - pretrained start); ``spread`` = the
     larger of the two stds over seeds (ddof=1); ``exceeds`` = |diff| > spread (the rule of the
-    earlier study, so both verdicts read alike).
+    earlier study, so both verdicts read alike). ``drift``: mean cosine of the scored network's
+    normal test features to the start's (1 = unchanged); ``fit_s`` / ``score_s``: mean seconds of
+    one unit's fit and its three scorings on the run's device (NaN where the records lack them).
     """
     out = []
     keys = ["profile", "family", "config"]
@@ -334,8 +336,13 @@ def verdict(frame: pd.DataFrame) -> pd.DataFrame:
                         "auroc_mean": float(a.mean()), "auroc_std": sd(a), "start_mean": float(start.mean()),
                         "start_std": sd(start), "diff": diff, "spread": spread,
                         "exceeds": bool(abs(diff) > spread) if not math.isnan(spread) else False,
-                        "units": len(g)})
+                        "units": len(g), "drift": _mean(g, f"drift_{scoring}_normal"),
+                        "fit_s": _mean(g, "fit_seconds"), "score_s": _mean(g, "score_seconds")})
     return pd.DataFrame(out, columns=VERDICT_COLUMNS)
+
+
+def _mean(g: pd.DataFrame, col: str) -> float:
+    return float(g[col].mean()) if col in g else math.nan
 
 
 def per_task(frame: pd.DataFrame) -> pd.DataFrame:
@@ -355,10 +362,15 @@ def verdict_markdown(table: pd.DataFrame) -> str:
     def pm(m: float, s: float) -> str:
         return f"{m:.2f} +- {s:.2f}" if not math.isnan(s) else f"{m:.2f}"
 
+    def num(x: float, fmt: str) -> str:
+        return "" if math.isnan(x) else format(x, fmt)
+
     lines = ["| profile | family | configuration | scored | tasks | seeds | fine-tuned | pretrained start "
-             "| difference | spread | beyond spread |", "|---|---|---|---|---|---:|---|---|---:|---:|---|"]
+             "| difference | spread | beyond spread | drift | fit s / unit | score s / unit |",
+             "|---|---|---|---|---|---:|---|---|---:|---:|---|---:|---:|---:|"]
     for r in table.itertuples():
         lines.append(f"| {r.profile} | {r.family} | {r.config} | {r.scoring} | {r.tasks} | {r.seeds} | "
                      f"{pm(r.auroc_mean, r.auroc_std)} | {pm(r.start_mean, r.start_std)} | {r.diff:+.2f} | "
-                     f"{r.spread:.2f} | {'yes' if r.exceeds else 'no'} |")
+                     f"{r.spread:.2f} | {'yes' if r.exceeds else 'no'} | {num(r.drift, '.3f')} | "
+                     f"{num(r.fit_s, '.0f')} | {num(r.score_s, '.0f')} |")
     return "\n".join(lines) + "\n"
