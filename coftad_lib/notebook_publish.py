@@ -133,6 +133,15 @@ def _publish_one(src: Path, dest: Path, max_image_bytes: int, redact: Mapping[st
     return dropped
 
 
+def notebook_stems(src_dir: Path, names: Sequence[str] | None, what: str) -> list[str]:
+    """``names``, or every ``*.ipynb`` stem in ``src_dir``; raises naming those that are not there."""
+    stems = sorted(p.stem for p in src_dir.glob("*.ipynb")) if names is None else list(names)
+    missing = [s for s in stems if not (src_dir / f"{s}.ipynb").is_file()]
+    if missing:
+        raise COFTADInputError(f"{src_dir}: no {what} notebook {', '.join(missing)}; run them first")
+    return stems
+
+
 def publish_executed(executed_dir: str | os.PathLike, dest_dir: str | os.PathLike, *,
                      names: Sequence[str] | None = None, budget_bytes: int = DEFAULT_BUDGET_BYTES,
                      max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
@@ -153,10 +162,7 @@ def publish_executed(executed_dir: str | os.PathLike, dest_dir: str | os.PathLik
             copies exceed the budget (the message says by how much).
     """
     src_dir, out_dir = Path(executed_dir), Path(dest_dir)
-    stems = sorted(p.stem for p in src_dir.glob("*.ipynb")) if names is None else list(names)
-    missing = [s for s in stems if not (src_dir / f"{s}.ipynb").is_file()]
-    if missing:
-        raise COFTADInputError(f"{src_dir}: no executed notebook {', '.join(missing)}; run them first")
+    stems = notebook_stems(src_dir, names, "executed")
     out_dir.mkdir(parents=True, exist_ok=True)
     redact = dict(redact or {})
     result = PublishResult()

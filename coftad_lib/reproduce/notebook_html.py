@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import COFTADInputError
+from ..notebook_publish import notebook_stems
 
 #: the committed folder, relative to the results folder (REPORT.md links ``html/<name>.html``)
 HTML_DIR = "html"
@@ -103,10 +104,7 @@ def render_html(published_dir: str | os.PathLike, dest_dir: str | os.PathLike, *
             without images (the message says by how much).
     """
     src_dir, out_dir = Path(published_dir), Path(dest_dir)
-    stems = sorted(p.stem for p in src_dir.glob("*.ipynb")) if names is None else list(names)
-    missing = [s for s in stems if not (src_dir / f"{s}.ipynb").is_file()]
-    if missing:
-        raise COFTADInputError(f"{src_dir}: no published notebook {', '.join(missing)}; run them first")
+    stems = notebook_stems(src_dir, names, "published")
     out_dir.mkdir(parents=True, exist_ok=True)
     result = HtmlResult()
     for stem in stems:
