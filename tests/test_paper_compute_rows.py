@@ -77,3 +77,17 @@ def test_table_VI_gets_a_column_per_run_beside_the_profile_and_claims_stay_apart
                                                ("efficientnet_lite0 @ gpu-224px", "holds")]
     section = "\n".join(claims.paper_compute_claims_section(tables))
     assert "| gpu-224px | Fine-tuning" in section and "**holds**" in section
+
+
+def test_the_report_names_the_runs_apart_from_the_profile(tmp_path, monkeypatch):
+    _units(tmp_path / "pc")
+    import coftad_lib.paper.paper_compute_rows as pcr
+    from coftad_lib.paper.report import write_report
+
+    monkeypatch.setattr(pcr, "default_root", lambda: tmp_path / "pc")
+    get_spec("VI").write(with_paper_compute(_own(), "VI", "protocol-cpu"), tmp_path / "out")
+    report = write_report(tmp_path / "out").read_text()
+    assert "Profiles found: protocol-cpu." in report and "claims (profile `protocol-cpu`)" in report
+    assert "| protocol-cpu (+ columns: gpu-224px) |" in report
+    assert "| 27 / 0 / 0 / 0 |" in report  # (2 classes + avg) x 3 rows x 3 seeds: the runs' rows not counted
+    assert "### The same claims at the paper's batch and steps" in report

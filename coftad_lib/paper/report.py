@@ -20,6 +20,7 @@ import pandas as pd
 from ..engine.cache import atomic_write_text
 from ..engine.status import relative_to_roots, summary_roots
 from .claims import claims_section, paper_compute_claims_section
+from .paper_compute_rows import is_paper_compute
 from .paper_values import TABLE_TITLES, TABLES, display_name
 from .results_tables import MIN_FLAG_POINTS
 
@@ -49,6 +50,8 @@ def _tables_section(root: Path) -> tuple[list[str], list[pd.DataFrame], set[str]
               "|---|---|---|---|---:|---|"]
     for name in found:
         df = pd.read_csv(folder / f"table_{name}.csv", keep_default_na=True)
+        runs = df[df["setting"].astype(str).map(is_paper_compute)] if "setting" in df else df.iloc[0:0]
+        df = df.drop(runs.index)  # the paper-compute columns (issue 19) are named apart, not counted as cells
         profiles.update(str(v) for v in df.get("profile", pd.Series(dtype=str)).dropna())
         n_ok, n_pend, n_miss, n_fail = (int((df["status"] == s).sum()) if "status" in df else 0
                                         for s in ("ok", "pending", "missing", "failed"))
@@ -57,9 +60,11 @@ def _tables_section(root: Path) -> tuple[list[str], list[pd.DataFrame], set[str]
         if summ.exists():
             links.append(f"[summary](tables/table_{name}_summary.csv)")
             s = pd.read_csv(summ)
+            s = s[~s["setting"].astype(str).map(is_paper_compute)] if "setting" in s else s
             s["profile"] = _uniq(df, "profile")
             summaries.append(s)
-        lines.append(f"| {name} | {TABLE_TITLES.get(name, '')} | {_uniq(df, 'profile')} | {_uniq(df, 'backbone')} "
+        extra = f" (+ columns: {_uniq(runs, 'profile')})" if len(runs) else ""
+        lines.append(f"| {name} | {TABLE_TITLES.get(name, '')} | {_uniq(df, 'profile')}{extra} | {_uniq(df, 'backbone')} "
                      f"| {n_ok} / {n_pend} / {n_miss} / {n_fail} | {' '.join(links)} |")
     return lines + [""], summaries, profiles
 
