@@ -82,6 +82,14 @@ def test_estimate_counts_cached_cells_and_uses_measured_timings_only(tmp_path):
     assert f"1 cached, {len(cells) - 1} to run" in line and "expected ~" in line and "cpu (test)" in line
 
 
+def test_the_cache_executor_promises_no_computation(tmp_path):
+    ctx, _ = build_context("smoke", seeds=[0], data_root=tmp_path / "data", out_dir=tmp_path / "out", executor="cache")
+    n = len(notebook_cells(TABLE_I, ctx.settings, ctx.seeds))
+    line, to_run = progress.estimate(ctx, [TABLE_I])
+    assert to_run == {} and f"0 cached, {n} not computed yet" in line and "computes none" in line
+    assert "expected" not in line
+
+
 def test_preflight_never_stops_a_run(tmp_path, monkeypatch):
     ctx, _ = build_context("smoke", seeds=[0], data_root=tmp_path / "data", out_dir=tmp_path / "out")
 

@@ -75,6 +75,10 @@ def estimate(ctx: RunContext, notebooks: Sequence[Path]) -> tuple[str, dict[str,
     line = (f"{len(notebooks)} notebook(s); {cells} cells: {cached} cached, {sum(to_run.values())} to run, "
             f"{sum(r['shared'] for r in rows)} shared between notebooks")
     untimed = sum(r["untimed"] for r in rows)
+    if ctx.executor == "cache":  # renders from the cache: the cells not in it stay "not computed yet"
+        line = line.replace(" to run,", " not computed yet,")
+        line += "; the cache executor computes none (`--cells-only` computes them)"
+        return line, {}
     if timings is None:
         line += "; no time estimate (no measured cells in the cache yet; `--plan` calibrates one)"
     else:
