@@ -66,3 +66,17 @@ def test_a_best_of_all_claim_waits_for_every_rival(tmp_path):
            + _rows("I", "5-shot", "C", [60, 60], status="pending"))
     v = judge(claim, tmp_path)
     assert v.verdict == "incomplete" and "C" in v.detail
+
+
+def test_tasks_whose_data_is_missing_everywhere_are_left_out(tmp_path):
+    """MVTec with only bottle present: the claim is judged on bottle, not refused for the 14 absent categories."""
+    claim = Claim("A beats B", "Table IV", Side("IV", "A", "5-shot"), Side("IV", "B", "5-shot"))
+    rows = (_rows("IV", "5-shot", "A", [90, 91, 92], ("bottle",)) + _rows("IV", "5-shot", "B", [80, 80, 81], ("bottle",))
+            + _rows("IV", "5-shot", "A", [0, 0, 0], ("cable",), status="missing")
+            + _rows("IV", "5-shot", "B", [0, 0, 0], ("cable",), status="missing"))
+    _write(tmp_path, "IV", rows)
+    v = judge(claim, tmp_path)
+    assert v.verdict == "holds" and "1 task(s)" in v.detail
+    rows[-1][5] = "ok"  # one seed of B has cable: cable counts, and A lacks it on every seed
+    _write(tmp_path, "IV", rows)
+    assert judge(claim, tmp_path).verdict in ("no data", "not computed yet")

@@ -108,6 +108,8 @@ def _tasks(df: pd.DataFrame, side: Side) -> list[str]:
     if side.tasks is not None:
         return list(side.tasks)
     d = df if side.setting is None else df[df["setting"] == side.setting]
+    if "status" in d:  # a task whose data is missing everywhere is not part of the claim (MVTec: bottle only)
+        d = d[d.groupby("task")["status"].transform(lambda st: (st != "missing").any())]
     return sorted(t for t in set(d["task"].astype(str)) if t != "avg")
 
 
