@@ -247,7 +247,7 @@ def compute_record(cell: Cell, data_root: str | os.PathLike | Mapping[str, Any],
     driver, so workers need the data but not the results folder. Missing data or weights give a
     ``"missing"`` record (raised with ``strict``); any other error propagates.
     """
-    with cell_threads(cell) as threads:
+    with cell_threads(str(cell.method_kwargs.get("device", "auto"))) as threads:
         base = {**base_record(cell, profile), "threads": threads}
         try:
             task = load_cell_task(cell, data_root)

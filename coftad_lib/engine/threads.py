@@ -5,12 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from ..errors import COFTADInputError
-
-if TYPE_CHECKING:
-    from .cells import Cell
 
 #: intra-op torch threads of a cell that runs on a CPU. A float sum's order depends on how many
 #: threads split it, and a few ulps at step 1 of a fine-tuning become visible AUROC changes after
@@ -31,14 +27,14 @@ def cell_thread_count() -> int:
 
 
 @contextlib.contextmanager
-def cell_threads(cell: Cell) -> Iterator[int | None]:
+def cell_threads(device: str = "auto") -> Iterator[int | None]:
     """Run the block with a CPU cell's torch threads (:func:`cell_thread_count`), restored after.
 
-    Yields the thread count, or None for a cell on a GPU (whose kernels do not depend on it).
+    ``device`` is the cell's ``method_kwargs["device"]``. Yields the thread count, or None for a
+    cell on a GPU (whose kernels do not depend on it).
     """
     import torch
 
-    device = str(cell.method_kwargs.get("device", "auto"))
     on_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     if on_gpu:
         yield None

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .paper_compute_rows import SETTING_MARK, is_paper_compute
 from .paper_values import display_name
+from .results_tables import SETTING_MARK, is_paper_compute
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from .results_tables import SETTING_MARK, is_paper_compute  # noqa: F401  (re-exported)
+
 #: where issue 19's runs are committed, relative to the repository root
 PAPER_COMPUTE_DIR = Path("benchmarks") / "results" / "paper_compute"
-#: a setting of these rows is ``f"{backbone}{SETTING_MARK}{label}"``
-SETTING_MARK = " @ "
 #: profiles whose tables show the paper-compute columns
 SHOWN_WITH: frozenset[str] = frozenset({"protocol-cpu"})
 #: table -> (family, config, scored with) -> our method name in that table
@@ -51,11 +51,6 @@ _KEEP = ("python", "torch", "torchvision", "timm", "numpy", "git_commit", "devic
 def default_root() -> Path:
     """``benchmarks/results/paper_compute`` of the repository this package is checked out in."""
     return Path(__file__).resolve().parents[2] / PAPER_COMPUTE_DIR
-
-
-def is_paper_compute(setting: str) -> bool:
-    """Whether a table's setting label is one of these runs' (not the profile's own)."""
-    return SETTING_MARK in str(setting)
 
 
 def _records(root: Path) -> list[dict]:

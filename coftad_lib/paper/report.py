@@ -20,9 +20,8 @@ import pandas as pd
 from ..engine.cache import atomic_write_text
 from ..engine.status import relative_to_roots, summary_roots
 from .claims import claims_section, paper_compute_claims_section
-from .paper_compute_rows import is_paper_compute
 from .paper_values import TABLE_TITLES, TABLES, display_name
-from .results_tables import MIN_FLAG_POINTS
+from .results_tables import MIN_FLAG_POINTS, is_paper_compute
 
 _TABLE_FILE = re.compile(r"^table_(.+)\.csv$")
 

@@ -25,7 +25,6 @@ import pandas as pd
 from ..engine.cache import atomic_write_text
 from ..errors import COFTADInputError
 from ..versions import VERSION_KEYS
-from .paper_compute_rows import is_paper_compute
 from .paper_values import TABLE_TITLES, TABLES, display_name, is_quoted, paper_table
 
 #: columns a results frame must have (``run_cells`` gives them)
@@ -33,6 +32,16 @@ REQUIRED_COLUMNS: tuple[str, ...] = ("setting", "method", "task", "seed", "auroc
 #: minimum difference (points of AUROC %) flagged when our spread is smaller
 MIN_FLAG_POINTS = 1.0
 AXES = ("setting", "task")
+
+
+#: a setting of a run outside the profile (issue 19's paper-compute runs,
+#: :mod:`coftad_lib.paper.paper_compute_rows`) is ``f"{backbone}{SETTING_MARK}{label}"``
+SETTING_MARK = " @ "
+
+
+def is_paper_compute(setting: str) -> bool:
+    """Whether a table's setting label is a paper-compute run's (not the profile's own)."""
+    return SETTING_MARK in str(setting)
 
 
 def differs(diff: float, std: float, min_points: float = MIN_FLAG_POINTS) -> bool:

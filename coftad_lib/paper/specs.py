@@ -31,8 +31,9 @@ from ..errors import COFTADInputError
 from . import figure_runs as fr
 from . import rescored_runs as rr
 from . import tables as tr
-from .paper_compute_rows import is_paper_compute, setting_map_for
+from .paper_compute_rows import setting_map_for
 from .profiles import get_profile, table_limits
+from .results_tables import is_paper_compute
 
 KINDS: tuple[str, ...] = ("cells", "ablation", "imbalanced", "scorers", "n_aug", "figure")
 
