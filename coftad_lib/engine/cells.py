@@ -41,6 +41,7 @@ from ..versions import VERSION_KEYS, library_version, versions
 from .cache import atomic_save_npz, atomic_write_json, canonical_json, digest, load_npz
 from .data_paths import DATA_ROOT_TOKEN, DATASET_DIRS, _resolve_root_token, data_roots, dataset_root  # noqa: F401  (re-exported)
 from .fingerprint import code_fingerprint
+from .testset_files import read_record, split_test_set
 from .threads import CPU_CELL_THREADS, cell_thread_count, cell_threads  # noqa: F401  (re-exported)
 
 KINDS: tuple[str, ...] = ("score", "embed")
@@ -235,7 +236,7 @@ def base_record(cell: Cell, profile: str) -> dict[str, Any]:
 def cached_record(cell: Cell, cache_dir: str | os.PathLike, profile: str) -> dict[str, Any] | None:
     """The cell's cached record with this cell's labels and run label, or None when it has not run."""
     path = cell_path(cache_dir, cell.key())
-    return _labelled(json.loads(path.read_text()), cell, True, run_label(profile)) if path.exists() else None
+    return _labelled(read_record(path, cache_dir), cell, True, run_label(profile)) if path.exists() else None
 
 
 def compute_record(cell: Cell, data_root: str | os.PathLike | Mapping[str, Any], profile: str,
@@ -340,7 +341,8 @@ def store_record(record: Mapping[str, Any], features: Mapping[str, np.ndarray] |
     path = cell_path(cache_dir, record["key"])
     if features is not None:
         atomic_save_npz(path.with_suffix(".npz"), dict(features))
-    atomic_write_json(path, {k: v for k, v in record.items() if k not in _LABEL_FIELDS})
+    # the per-item labels / ids / kinds go to a test set file the task's other records share
+    atomic_write_json(path, split_test_set({k: v for k, v in record.items() if k not in _LABEL_FIELDS}, cache_dir))
     return True
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.cells import Cell, compute_record
+from ..engine.testset_files import join_test_set
 from ..errors import COFTADInputError, DatasetNotFoundError, WeightsUnavailableError
 
 #: largest AUROC difference (on the [0, 1] scale) that still counts as the same number
@@ -36,7 +37,7 @@ def committed_records(cache_dir: str | os.PathLike) -> list[dict[str, Any]]:
     for path in sorted(folder.glob("*.json")):
         rec = json.loads(path.read_text())
         if rec.get("status") == "ok" and rec.get("kind", "score") == "score":
-            out.append(rec)
+            out.append(join_test_set(rec, cache_dir))
     return out
 
 
