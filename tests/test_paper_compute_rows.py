@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from coftad_lib.experiments.unit_records import read_units
 from coftad_lib.paper import claims
 from coftad_lib.paper.paper_compute_rows import paper_compute_frame, with_paper_compute
 from coftad_lib.paper.specs import get_spec
@@ -48,6 +51,23 @@ def test_units_become_rows_with_their_label_and_start(tmp_path):
     start = df[(df["method"] == "ablation:pretrained_only") & (df["task"] == "automobile") & (df["seed"] == 1)]
     assert start["auroc"].item() == pytest.approx(0.711)
     assert paper_compute_frame("II", tmp_path).empty and paper_compute_frame("VI", tmp_path / "none").empty
+
+
+def test_one_reader_for_both_the_tables_and_the_verdict_skips_writes_in_progress(tmp_path):
+    _units(tmp_path)
+    unit = tmp_path / "gpu-224px" / "cifar__airplane__k10__s0__wo_np.json"
+    rec = json.loads(unit.read_text())
+    unit.write_text(json.dumps({**rec, "history": {"loss": [1.0, 0.5]}}))
+    (tmp_path / "gpu-224px" / ".cifar__x__k10__s0__wo_np.json.tmp.json").write_text("{half a wri")
+    (tmp_path / "gpu-224px" / "summary.json").write_text(json.dumps({"units": 12}))  # not a unit
+    units = read_units(tmp_path)
+    assert len(units) == 12 and not any("history" in u for u in units)
+    from coftad_lib.experiments.paper_compute import load_records
+
+    assert len(load_records(tmp_path)) == 12 and len(paper_compute_frame("VI", tmp_path)) == 30
+    # the reader itself needs no torch (the table notebooks read caches without fitting)
+    code = "import sys, coftad_lib.experiments.unit_records; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_table_VI_gets_a_column_per_run_beside_the_profile_and_claims_stay_apart(tmp_path, monkeypatch):

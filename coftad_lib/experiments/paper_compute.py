@@ -44,6 +44,7 @@ from ..images import images_to_tensor
 from ..metrics import auroc
 from ..training import fine_tune
 from ..versions import versions
+from .unit_records import read_units
 
 
 @dataclass(frozen=True)
@@ -293,14 +294,7 @@ def run_groups(groups: Iterable[Sequence[Unit]], roots: Mapping[str, str | os.Pa
 # -- reading and judging -------------------------------------------------------------------------
 def load_records(folder: str | os.PathLike) -> pd.DataFrame:
     """Every unit record under ``folder`` (recursively), one row each, without the loss curves."""
-    rows = []
-    for p in sorted(Path(folder).rglob("*.json")):
-        if p.name.startswith("."):  # temporary files of a write in progress
-            continue
-        rec = json.loads(p.read_text())
-        if "auroc_target" in rec:
-            rows.append({k: v for k, v in rec.items() if k != "history"})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(read_units(folder))
 
 
 VERDICT_COLUMNS = ["profile", "family", "config", "scoring", "tasks", "seeds", "auroc_mean", "auroc_std",

@@ -17,13 +17,13 @@ Only the headline profile shows them (:data:`SHOWN_WITH`): smoke tables stay smo
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
 
 import pandas as pd
 
+from ..experiments.unit_records import read_units
 from .results_tables import SETTING_MARK, is_paper_compute  # noqa: F401  (re-exported)
 
 #: where issue 19's runs are committed, relative to the repository root
@@ -55,12 +55,7 @@ def default_root() -> Path:
 
 def _records(root: Path) -> list[dict]:
     """Every unit record under ``root/<label>/*.json`` (the label is the record's ``profile``)."""
-    out = []
-    for path in sorted(root.glob("*/*.json")):
-        rec = json.loads(path.read_text(encoding="utf-8"))
-        if rec.get("family") and rec.get("config") and rec.get("auroc_target") is not None:
-            out.append(rec)
-    return out
+    return [r for r in read_units(root) if r.get("family") and r.get("config") and r.get("auroc_target") is not None]
 
 
 def paper_compute_frame(table: str, root: str | os.PathLike | None = None) -> pd.DataFrame:
