@@ -233,6 +233,12 @@ def test_summary_and_report_print_paths_relative_to_the_data_root(tmp_path):
     for text in (summary, report):
         assert str(tmp_path) not in text.split("## ", 1)[1], text
         assert "mvtec_ad/carpet" in text and "mvtec_ad/bottle/x.png" in text and "| csi |" in text.replace("CSI", "csi")
+    notebooks = json.loads((out / "runs" / "summary.json").read_text())["notebooks"]
+    assert str(root) not in json.dumps(notebooks) and "mvtec_ad/bottle/x.png" in json.dumps(notebooks)
+    # a status written with the run's roots names no machine folder in the first place
+    record_status(out, notebook="07_mvtec", missing=[{"dataset": "mvtec", "message": msg}], roots={"DATA_ROOT": str(root)})
+    st = json.loads((out / "status" / "07_mvtec.json").read_text())
+    assert st["missing"][0]["message"] == "MVTec AD not found under mvtec_ad/carpet; download it"
 
 
 # ------------------------------------------------------------------ publishing and the console

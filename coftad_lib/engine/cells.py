@@ -38,6 +38,7 @@ import numpy as np
 
 from ..errors import COFTADInputError, DatasetNotFoundError, WeightsUnavailableError
 from ..versions import VERSION_KEYS, library_version, versions
+from . import data_paths
 from .cache import atomic_save_npz, atomic_write_json, canonical_json, digest, load_npz
 from .data_paths import DATA_ROOT_TOKEN, DATASET_DIRS, _resolve_root_token, data_roots, dataset_root  # noqa: F401  (re-exported)
 from .fingerprint import code_fingerprint
@@ -255,7 +256,7 @@ def compute_record(cell: Cell, data_root: str | os.PathLike | Mapping[str, Any],
             detector = make_detector(cell.method, seed=cell.seed, **cell.method_kwargs)
             t0 = time.perf_counter()
             detector.fit(task.train)
-            return finish_record(cell, base, task, detector, time.perf_counter() - t0)
+            return finish_record(cell, base, task, detector, time.perf_counter() - t0, data_root)
         except (DatasetNotFoundError, WeightsUnavailableError) as exc:
             if strict:
                 raise
@@ -290,9 +291,10 @@ def stored_scores(scores: np.ndarray) -> list[float]:
     return [float(f"{s:.{SCORE_DIGITS}g}") for s in np.asarray(scores, dtype=np.float64).ravel()]
 
 
-def finish_record(cell: Cell, base: Mapping[str, Any], task: Any, detector: Any,
-                  fit_s: float) -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
-    """Score (and embed) with a fitted ``detector``; the ``"ok"`` record and the features, as :func:`compute_record`."""
+def finish_record(cell: Cell, base: Mapping[str, Any], task: Any, detector: Any, fit_s: float,
+                  data_root: Any = ()) -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
+    """Score (and embed) with a fitted ``detector``; the ``"ok"`` record and the features, as :func:`compute_record`;
+    ``task_info`` names ``data_root``'s folders ``{DATA_ROOT}`` (:func:`.data_paths.with_root_tokens`)."""
     t0 = time.perf_counter()
     scores = np.asarray(detector.score_samples(task.test), dtype=np.float64).ravel()
     score_s = time.perf_counter() - t0
@@ -310,7 +312,7 @@ def finish_record(cell: Cell, base: Mapping[str, Any], task: Any, detector: Any,
               "test_ids": [str(i) for i in task.test_ids], "test_kinds": [str(k) for k in task.test_kinds],
               "n_train": int(task.shots), "n_test": int(labels.size), "n_anomalous": int(labels.sum()),
               "fit_seconds": round(fit_s, 3), "score_seconds": round(score_s, 3),
-              "task_info": _jsonable(task.info), "features": None}
+              "task_info": data_paths.with_root_tokens(_jsonable(task.info), data_root), "features": None}
     if feats is not None:
         feats["labels"] = labels
         record["features"] = f"{record['key']}.npz"

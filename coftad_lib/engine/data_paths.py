@@ -7,7 +7,7 @@ Re-exported by :mod:`coftad_lib.engine.cells`.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,38 @@ def data_roots(data_root: str | os.PathLike, prep_dir: str | os.PathLike | None 
     if prep_dir is not None:
         roots.append(str(prep_dir))
     return roots
+
+
+def with_root_tokens(obj: Any, data_root: str | os.PathLike | Mapping[str, Any] | Sequence[Any]) -> Any:
+    """``obj`` (JSON-like) with every data folder in its strings written as :data:`DATA_ROOT_TOKEN`.
+
+    A record's ``task_info`` names where its data came from (CIFAR-10-C's ``clean_source``); a
+    committed record must not name the folders of the machine that computed it. Each folder of
+    ``data_root`` (a folder, a search list, or a dataset -> folder mapping), as given and resolved,
+    longest first, becomes ``{DATA_ROOT}``, the token that ``task_args`` already use.
+    """
+    if isinstance(data_root, Mapping):
+        folders = [str(v) for v in data_root.values()]
+    elif isinstance(data_root, (list, tuple)):
+        folders = [str(v) for v in data_root]
+    else:
+        folders = [str(data_root)]
+    forms = {str(Path(f).resolve()) for f in folders} | {str(Path(f)) for f in folders}
+    forms = sorted((f for f in forms if len(Path(f).parts) > 1), key=len, reverse=True)  # never "/" or "."
+
+    def swap(value: Any) -> Any:
+        if isinstance(value, str):
+            for folder in forms:
+                if value == folder or value.startswith(folder + os.sep):
+                    return DATA_ROOT_TOKEN + value[len(folder):]
+            return value
+        if isinstance(value, Mapping):
+            return {k: swap(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [swap(v) for v in value]
+        return value
+
+    return swap(obj)
 
 
 def _resolve_root_token(value: Any, data_root: str | os.PathLike | Mapping[str, Any]) -> Any:

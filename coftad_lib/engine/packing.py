@@ -171,7 +171,7 @@ def compute_pack(cells: Sequence[Cell], data_root: Any, profile: str,
         return [o for o in outcomes if o is not None]
     for i, task, det in ready:
         try:
-            record, feats = finish_record(cells[i], base_record(cells[i], profile), task, det, fit_s)
+            record, feats = finish_record(cells[i], base_record(cells[i], profile), task, det, fit_s, data_root)
             outcomes[i] = ({**record, "pack_size": len(ready)}, feats)
         except Exception as exc:
             if strict:

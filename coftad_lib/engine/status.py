@@ -54,7 +54,7 @@ def failed_from_frame(df: pd.DataFrame | None) -> list[dict[str, Any]]:
 def record_status(out_dir: str | os.PathLike, results: pd.DataFrame | Iterable[pd.DataFrame] | None = None, *,
                   notebook: str, profile: str | None = None,
                   missing: Sequence[Mapping[str, str]] = (), tables: Sequence[str] = (),
-                  figures: Sequence[str] = (), note: str = "") -> Path:
+                  figures: Sequence[str] = (), note: str = "", roots: Mapping[str, str] | None = None) -> Path:
     """Write this notebook's status JSON and return its path.
 
     Args:
@@ -66,6 +66,8 @@ def record_status(out_dir: str | os.PathLike, results: pd.DataFrame | Iterable[p
         missing: extra ``{"dataset", "message"}`` entries (work done outside :func:`run_cells`).
         tables / figures: names of what the notebook wrote (e.g. ``["II"]``, ``["fig7_scores"]``).
         note: free text shown in the summary.
+        roots: ``{"DATA_ROOT": folder, ...}``: messages name paths relative to these folders
+            (:func:`relative_to_roots`), so a committed status file shows no machine's folders.
 
     Status is ``"failed"`` when a cell raised (listed under ``"failed"``), else ``"missing"`` when
     data or weights were missing, else ``"ok"``.
@@ -90,10 +92,11 @@ def record_status(out_dir: str | os.PathLike, results: pd.DataFrame | Iterable[p
         "notebook": notebook,
         "status": "failed" if failed else "missing" if entries else "ok",
         "profile": profile or "",
-        "missing": [entries[k] for k in sorted(entries)],
+        "missing": [{**entries[k], "message": relative_to_roots(entries[k]["message"], roots or {})}
+                    for k in sorted(entries)],
         "n_cells": n, "n_ok": n - n_missing - n_failed - n_pending, "n_missing": n_missing, "n_failed": n_failed,
         "n_pending": n_pending,
-        "failed": failed,
+        "failed": [{**f, "message": relative_to_roots(f.get("message", ""), roots or {})} for f in failed],
         "tables": list(tables), "figures": list(figures), "note": note,
     }
     return atomic_write_json(status_path(out_dir, notebook), payload)
@@ -112,8 +115,12 @@ def relative_to_roots(text: str, roots: Mapping[str, str | os.PathLike]) -> str:
 
 
 def summary_roots(meta: Mapping[str, Any]) -> dict[str, str]:
-    """The folders that messages are printed relative to: ``{"DATA_ROOT": ..., "PREP_DIR": ..., "OUT_DIR": ...}``."""
-    return {name: str(meta[key]) for name, key in (("DATA_ROOT", "data_root"), ("PREP_DIR", "prep_dir"),
+    """The folders that messages are printed relative to: ``{"DATA_ROOT": ..., "PREP_DIR": ..., "OUT_DIR": ...}``.
+
+    Absolute (a summary.json shows them relative to the folder the run started in, which is where
+    the report is written from): a relative root such as ``results`` would also match plain words.
+    """
+    return {name: str(Path(meta[key]).resolve()) for name, key in (("DATA_ROOT", "data_root"), ("PREP_DIR", "prep_dir"),
                                                    ("OUT_DIR", "out_dir")) if meta.get(key)}
 
 

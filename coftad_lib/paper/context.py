@@ -148,6 +148,8 @@ class RunContext:
     def record_status(self, results: Any = None, **kwargs: Any) -> Path:
         """This notebook's status file (:func:`coftad_lib.engine.status.record_status`)."""
         kwargs.setdefault("profile", self.name)
+        kwargs.setdefault("roots", {name: str(Path(folder).resolve()) for name, folder in
+                                    (("DATA_ROOT", self.data_root), ("PREP_DIR", self.prep_dir)) if folder})
         return record_status(self.out_dir, results, notebook=self.notebook, **kwargs)
 
     def save_figure(self, fig: Any, name: str) -> list[Path]:

@@ -187,7 +187,9 @@ def write_summary(results: Sequence[NotebookResult], out_dir: Path, meta: Mappin
     if how:
         head += ["", "## Missing datasets and how to get them", ""]
         head += [f"- **{d}**: {relative_to_roots(msg, roots)}" for d, msg in sorted(how.items())]
-    atomic_write_json(runs / "summary.json", {"meta": dict(meta), "notebooks": [asdict(r) for r in results]})
+    # as summary.md: no machine's folders (the roots relative to the working folder, the rest to the roots)
+    notebooks = json.loads(relative_to_roots(json.dumps([asdict(r) for r in results]), roots))
+    atomic_write_json(runs / "summary.json", {"meta": shown, "notebooks": notebooks})
     return atomic_write_text(runs / "summary.md", "\n".join(head) + "\n")
 
 
