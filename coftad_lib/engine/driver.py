@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from tqdm import tqdm
 
-from ..errors import COFTADInputError, DatasetNotFoundError, WeightsUnavailableError
+from ..errors import DatasetNotFoundError, WeightsUnavailableError
 from .cache import canonical_json
 from .cells import (
     Cell,
@@ -90,10 +90,18 @@ class Driver:
 
         try:
             calls = {name: (tuple(work[k] for k in keys), data_root, profile, strict) for name, keys in packs.items()}
-            self.map(compute_pack, calls, finished)
+            self.map(self.pack_function(), calls, finished)
         finally:
             bar.close()
         return [r for r in records if r is not None]
+
+    def pack_function(self) -> Callable[..., list[Outcome]]:
+        """What one call runs: ``fn(cells, data_root, profile, strict)`` -> one outcome per cell.
+
+        :func:`~coftad_lib.engine.packing.compute_pack` (module level, so pool and Ray workers can
+        unpickle it); the cache executor gives its own, which computes nothing.
+        """
+        return compute_pack
 
     def map(self, fn: Callable[..., Any], calls: Mapping[str, tuple], on_done: OnDone) -> None:
         """Call ``fn(*args)`` for every ``{id: args}``; ``on_done(id, result, None)`` as each finishes.
@@ -105,7 +113,17 @@ class Driver:
         raise NotImplementedError
 
 
-class CacheOnlyExecutor(Driver):
+class LocalExecutor(Driver):
+    """Today's serial loop: every cell in this process, in order."""
+
+    name = "local"
+
+    def map(self, fn, calls, on_done):
+        for key, args in calls.items():
+            on_done(key, fn(*args), None)
+
+
+class CacheOnlyExecutor(LocalExecutor):
     """Reads the cache and computes nothing: a cell not in it gets a ``"pending"`` record.
 
     For rendering tables from a cache that other runs fill (``--cells-only``, a GPU session, the
@@ -136,25 +154,16 @@ class CacheOnlyExecutor(Driver):
                 self._absent[what] = exc
         return self._absent[what]
 
-    def map(self, fn, calls, on_done):
-        if fn is not compute_pack:
-            raise COFTADInputError(f"the cache executor computes nothing: it cannot run {fn.__name__}")
-        for key, (cells, data_root, profile, strict) in calls.items():
-            outcomes = []
-            for c in cells:
-                exc = self._missing(c, data_root)
-                if exc is not None and strict:
-                    raise exc
-                outcomes.append((pending_record(c, profile) if exc is None
-                                 else missing_record(c, base_record(c, profile), exc), None))
-            on_done(key, outcomes, None)
+    def pack_function(self) -> Callable[..., list[Outcome]]:
+        return self._outcomes  # runs here (LocalExecutor.map): it reads this executor's memo of absent data
 
-
-class LocalExecutor(Driver):
-    """Today's serial loop: every cell in this process, in order."""
-
-    name = "local"
-
-    def map(self, fn, calls, on_done):
-        for key, args in calls.items():
-            on_done(key, fn(*args), None)
+    def _outcomes(self, cells: Sequence[Cell], data_root: Any, profile: str, strict: bool) -> list[Outcome]:
+        """``"pending"`` records, or ``"missing"`` ones where the data is absent (raised with ``strict``)."""
+        outcomes: list[Outcome] = []
+        for c in cells:
+            exc = self._missing(c, data_root)
+            if exc is not None and strict:
+                raise exc
+            outcomes.append((pending_record(c, profile) if exc is None
+                             else missing_record(c, base_record(c, profile), exc), None))
+        return outcomes
