@@ -14,6 +14,7 @@ from executor_cases import stable, texture_table, tiny_profile
 
 from coftad_lib.engine.cells import cell_path, run_cell
 from coftad_lib.engine.executors import get_executor, run_cells
+from coftad_lib.engine.threads import cell_thread_count
 from coftad_lib.paper import get_profile, make_cell
 from coftad_lib.paper.profiles import derive
 from coftad_lib.paper.results_tables import write_table
@@ -115,6 +116,21 @@ def test_verify_recomputes_a_committed_cell_and_names_one_that_differs(folder_da
     path.write_text(json.dumps(data))
     assert verify(tmp_path, folder_data, 1, seed=0) == 1
     assert "stale" in capsys.readouterr().out
+
+
+def test_verify_recomputes_with_the_records_thread_count(folder_data, tmp_path, monkeypatch):
+    from coftad_lib.reproduce import verify as verify_mod
+
+    rec = _computed(folder_data, tmp_path)
+    path = cell_path(tmp_path, rec["key"])
+    path.write_text(json.dumps({**json.loads(path.read_text()), "threads": 3}))  # as a 3-thread run wrote it
+    monkeypatch.setenv("COFTAD_CELL_THREADS", "1")
+    seen = []
+    real = verify_mod.compute_record
+    monkeypatch.setattr(verify_mod, "compute_record",
+                        lambda *a, **kw: (seen.append(cell_thread_count()), real(*a, **kw))[1])
+    verify(tmp_path, folder_data, 1, seed=0)
+    assert seen == [3] and cell_thread_count() == 1  # the record's count while recomputing; restored after
 
 
 def test_verify_from_the_cli_and_its_errors(folder_data, tmp_path, capsys):
