@@ -42,6 +42,7 @@ def _args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker (1: results independent of the machine's cores)")
+    p.add_argument("--tasks", default="", help="comma list: only these tasks of the stages' families (e.g. airplane,cat)")
     p.add_argument("--max-groups", type=int, default=None, help="only the first N task groups (a rehearsal)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -52,7 +53,7 @@ def _groups(a: argparse.Namespace) -> list[list[pc.Unit]]:
     groups = []
     for stage in a.stage:
         fam, _, configs = stage.partition(":")
-        groups += pc.plan([fam], configs.split(","), seeds)
+        groups += pc.plan([fam], configs.split(","), seeds, tasks=[t for t in a.tasks.split(",") if t])
     return groups[: a.max_groups]
 
 

@@ -79,3 +79,11 @@ def test_bad_names_are_refused():
         pc.plan(["nope"], ["wo_np"], [0])
     with pytest.raises(Exception, match="config='x'"):
         pc.plan(["cifar"], ["x"], [0])
+    with pytest.raises(Exception, match="task='plane'.*airplane"):
+        pc.plan(["cifar"], ["wo_np"], [0], tasks=["plane"])
+
+
+def test_a_plan_can_hold_only_some_tasks_seed_major():
+    groups = pc.plan(["cifar"], ["wo_np", "w_np"], [0, 1], tasks=["cat", "airplane"])
+    assert [(g[0].seed, g[0].task) for g in groups] == [(0, "airplane"), (0, "cat"), (1, "airplane"), (1, "cat")]
+    assert [u.config for u in groups[0]] == ["wo_np", "w_np"]

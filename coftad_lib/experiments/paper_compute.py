@@ -107,8 +107,16 @@ class Unit:
         return f"{self.family}__{self.task.replace('/', '-')}__k{self.shots}__s{self.seed}__{self.config}.json"
 
 
-def plan(families: Sequence[str], configs: Sequence[str], seeds: Sequence[int]) -> list[list[Unit]]:
-    """Groups of units that share one task (loaded once), seed-major so a cut-short run holds whole seeds."""
+def plan(families: Sequence[str], configs: Sequence[str], seeds: Sequence[int],
+         tasks: Sequence[str] = ()) -> list[list[Unit]]:
+    """Groups of units that share one task (loaded once), seed-major so a cut-short run holds whole seeds.
+
+    ``tasks``: only these of the families' tasks (e.g. two CIFAR-10-C classes at a costlier compute).
+    """
+    known = {t for f in families if f in FAMILIES for t in FAMILIES[f].tasks}
+    for name in tasks:
+        if name not in known:
+            raise COFTADInputError(f"task={name!r}: not a task of {', '.join(families)}; choose from {', '.join(sorted(known))}")
     for name in families:
         if name not in FAMILIES:
             raise COFTADInputError(f"family={name!r}: choose from {', '.join(FAMILIES)}")
@@ -116,7 +124,8 @@ def plan(families: Sequence[str], configs: Sequence[str], seeds: Sequence[int]) 
         if name not in CONFIGS:
             raise COFTADInputError(f"config={name!r}: choose from {', '.join(CONFIGS)}")
     return [[Unit(f, t, k, s, c) for c in configs]
-            for f in families for s in seeds for t in FAMILIES[f].tasks for k in FAMILIES[f].shots]
+            for f in families for s in seeds for t in FAMILIES[f].tasks for k in FAMILIES[f].shots
+            if not tasks or t in tasks]
 
 
 def detector_kwargs(unit: Unit, compute: Compute) -> dict[str, Any]:
