@@ -10,10 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from coftad_lib.experiments.unit_records import read_units
 from coftad_lib.paper import claims
 from coftad_lib.paper.paper_compute_rows import paper_compute_frame, with_paper_compute
 from coftad_lib.paper.specs import get_spec
+from coftad_lib.unit_records import read_units
 
 CLASSES = ("airplane", "automobile")
 
@@ -66,7 +66,7 @@ def test_one_reader_for_both_the_tables_and_the_verdict_skips_writes_in_progress
 
     assert len(load_records(tmp_path)) == 12 and len(paper_compute_frame("VI", tmp_path)) == 30
     # the reader itself needs no torch (the table notebooks read caches without fitting)
-    code = "import sys, coftad_lib.experiments.unit_records; assert 'torch' not in sys.modules"
+    code = "import sys, coftad_lib.unit_records; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

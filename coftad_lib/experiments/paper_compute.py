@@ -43,8 +43,8 @@ from ..errors import COFTADInputError
 from ..images import images_to_tensor
 from ..metrics import auroc
 from ..training import fine_tune
+from ..unit_records import read_units
 from ..versions import versions
-from .unit_records import read_units
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..experiments.unit_records import read_units
+from ..unit_records import read_units
 from .results_tables import SETTING_MARK, is_paper_compute  # noqa: F401  (re-exported)
 
 #: where issue 19's runs are committed, relative to the repository root
