@@ -273,15 +273,27 @@ def _settings_row(run: MethodRun) -> dict[str, Any]:
             "fit s": run.fit_seconds, "score s": run.score_seconds}
 
 
-def report_markdown(ev: Evaluation, figures: Sequence[str]) -> str:
-    """Text of ``report.md``: data, AUROC table, settings, figures, and how far the numbers go."""
+def _shown_source(source: str, out: str | os.PathLike | None) -> str:
+    """``source`` relative to the report's folder ``out`` when it lies inside it, else as given.
+
+    Why: a committed report (notebook 17's demo) must not print the machine's folders."""
+    if not source or out is None:
+        return source
+    try:
+        return Path(source).resolve().relative_to(Path(out).resolve()).as_posix()
+    except ValueError:
+        return source
+
+
+def report_markdown(ev: Evaluation, figures: Sequence[str], out: str | os.PathLike | None = None) -> str:
+    """Text of ``report.md`` (written into ``out``): data, AUROC table, settings, figures, limits."""
     t = ev.task
     counts = ev.counts()
     skipped = t.info.get("skipped_unreadable", [])
     settings = pd.DataFrame([_settings_row(r) for r in ev.runs.values()])
     lines = [
         f"# Evaluation on {t.name} (your own data; beyond the paper)", "",
-        f"Data: `{ev.source or t.name}`; {t.shots} normal training shots (seed {t.info.get('seed', 0)}); "
+        f"Data: `{_shown_source(ev.source, out) or t.name}`; {t.shots} normal training shots (seed {t.info.get('seed', 0)}); "
         f"{counts['normal']} normal and {counts['all']} anomalous test images"
         + (f"; {len(skipped)} unreadable images skipped" if skipped else "") + ".", "",
         "## AUROC (%)", "",
@@ -313,7 +325,7 @@ def write_report(ev: Evaluation, out_dir: str | os.PathLike, *, n_gallery: int =
     for name, fig in figures.items():
         paths[name] = save_figure_atomic(fig, out / f"{name}.png", dpi=120)
     paths["scores"] = write_text_atomic(out / "scores.csv", ev.scores_frame().to_csv(index=False))
-    paths["report"] = write_text_atomic(out / "report.md", report_markdown(ev, list(figures)))
+    paths["report"] = write_text_atomic(out / "report.md", report_markdown(ev, list(figures), out))
     return paths
 
 

@@ -229,3 +229,12 @@ def test_demo_user_data_arranges_bottle_as_a_csv(tmp_path):
     assert csv_path.suffix == ".csv" and not any(tmp_path.rglob("*.png"))  # images stay where they are
     task = load_labelled(csv_path, shots=4, progress=False)
     assert task.shots == 4 and (task.test_labels == 0).sum() == 3 and (task.test_labels == 1).sum() == 6
+
+
+def test_report_names_data_inside_its_folder_relative_to_it(tmp_path):
+    from coftad_lib.user_report import _shown_source
+
+    inside = tmp_path / "rep" / "demo_data" / "bottle.csv"
+    assert _shown_source(str(inside), tmp_path / "rep") == "demo_data/bottle.csv"  # no machine folder
+    outside = tmp_path / "photos"
+    assert _shown_source(str(outside), tmp_path / "rep") == str(outside)  # the user's own path, as given
