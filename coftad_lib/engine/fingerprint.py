@@ -27,7 +27,7 @@ _PACKAGE = Path(__file__).resolve().parents[1]
 #: :mod:`coftad_lib.experiments`, the engine and runner in their packages: none of those is hashed)
 REPORTING_MODULES: frozenset[str] = frozenset({
     "__init__.py", "__main__.py", "atomic_files.py", "errors.py", "figures.py", "kernel_quiet.py",
-    "notebook_publish.py", "plots.py", "user_figures.py", "user_report.py", "versions.py",
+    "notebook_publish.py", "plots.py", "unit_records.py", "user_figures.py", "user_report.py", "versions.py",
 })
 #: sub-packages whose every ``.py`` decides results: the competitors and scorers, the loaders and protocols
 RESULT_PACKAGES: tuple[str, ...] = ("methods", "datasets")
