@@ -139,7 +139,7 @@ class Evaluation:
         """
         base = None
         if self.source:  # a CSV list: paths are read relative to its folder
-            base = (Path(self.source).parent if Path(self.source).is_file() else Path(self.source)).resolve()
+            base = (Path(self.source).parent if Path(self.source).is_file() else Path(self.source)).absolute()
         df = pd.DataFrame({"id": self.task.test_ids, "path": [self._shown_path(p, base) for p in self.task.test],
                            "label": self.labels, "kind": self.task.test_kinds})
         for name, run in self.runs.items():
@@ -147,12 +147,17 @@ class Evaluation:
         return df
 
     def _shown_path(self, item: Any, base: Path | None) -> str:
-        """``item`` relative to ``base`` when it is a file below it, else as given."""
+        """``item`` relative to ``base`` when it is a file below it or was listed relative to it
+        (a CSV entry ``../other/x.png`` stays that), else as given."""
         if base is None or not isinstance(item, (str, os.PathLike)):
             return str(item)
         try:
-            return Path(item).resolve().relative_to(base).as_posix()
+            return Path(item).resolve().relative_to(base.resolve()).as_posix()
         except (ValueError, OSError):
+            pass
+        try:  # lexically: an entry joined onto the CSV's folder keeps its "../" form
+            return Path(item).relative_to(base).as_posix()
+        except ValueError:
             return str(item)
 
     def ranked(self, method: str, n: int, most: bool = True) -> list[int]:

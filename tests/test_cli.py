@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import re
 import subprocess
 import sys
@@ -238,3 +239,19 @@ def test_report_names_data_inside_its_folder_relative_to_it(tmp_path):
     assert _shown_source(str(inside), tmp_path / "rep") == "demo_data/bottle.csv"  # no machine folder
     outside = tmp_path / "photos"
     assert _shown_source(str(outside), tmp_path / "rep") == str(outside)  # the user's own path, as given
+
+
+def test_evaluate_csv_listing_files_outside_its_folder_keeps_them_relative(data, tmp_path, capsys):
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    rel = [(os.path.relpath(p, lists), int(p.parent.name != "good"), p.parent.name)
+           for p in sorted((data / "test").rglob("*.png"))]
+    rel += [(os.path.relpath(p, lists), 0, "good") for p in sorted((data / "train").glob("n*.png"))]
+    (lists / "labels.csv").write_text("path,label,kind\n" + "".join(f"{a},{b},{c}\n" for a, b, c in rel))
+    code, _, err = run_cli(["evaluate", lists / "labels.csv", "--shots", "3", "--out", tmp_path / "r",
+                            "--methods", "patchcore", *FAST], capsys)
+    assert code == EXIT_OK, err
+    rows = list(csv.DictReader(open(tmp_path / "r" / "scores.csv")))
+    assert rows and all(r["path"].startswith("../") for r in rows)  # as listed, readable from the CSV's folder
+    assert all((lists / r["path"]).is_file() for r in rows)
+    assert str(data) not in (tmp_path / "r" / "scores.csv").read_text()
