@@ -140,25 +140,11 @@ class Evaluation:
         base = None
         if self.source:  # a CSV list: paths are read relative to its folder
             base = (Path(self.source).parent if Path(self.source).is_file() else Path(self.source)).absolute()
-        df = pd.DataFrame({"id": self.task.test_ids, "path": [self._shown_path(p, base) for p in self.task.test],
+        df = pd.DataFrame({"id": self.task.test_ids, "path": [shown_path(p, base) for p in self.task.test],
                            "label": self.labels, "kind": self.task.test_kinds})
         for name, run in self.runs.items():
             df[name] = run.scores
         return df
-
-    def _shown_path(self, item: Any, base: Path | None) -> str:
-        """``item`` relative to ``base`` when it is a file below it or was listed relative to it
-        (a CSV entry ``../other/x.png`` stays that), else as given."""
-        if base is None or not isinstance(item, (str, os.PathLike)):
-            return str(item)
-        try:
-            return Path(item).resolve().relative_to(base.resolve()).as_posix()
-        except (ValueError, OSError):
-            pass
-        try:  # lexically: an entry joined onto the CSV's folder keeps its "../" form
-            return Path(item).relative_to(base).as_posix()
-        except ValueError:
-            return str(item)
 
     def ranked(self, method: str, n: int, most: bool = True) -> list[int]:
         """Indices of the ``n`` most (or least) anomalous test images by ``method``'s score."""
@@ -278,16 +264,22 @@ def _settings_row(run: MethodRun) -> dict[str, Any]:
             "fit s": run.fit_seconds, "score s": run.score_seconds}
 
 
-def _shown_source(source: str, out: str | os.PathLike | None) -> str:
-    """``source`` relative to the report's folder ``out`` when it lies inside it, else as given.
+def shown_path(item: Any, base: str | os.PathLike | None) -> str:
+    """``item`` relative to the folder ``base`` when it lies below it or was listed relative to it
+    (a CSV entry ``../other/x.png`` stays that), else as given.
 
-    Why: a committed report (notebook 17's demo) must not print the machine's folders."""
-    if not source or out is None:
-        return source
+    Why: committed reports and CSVs (notebook 17's demo) must not print the machine's folders."""
+    if base is None or not isinstance(item, (str, os.PathLike)) or not str(item):
+        return str(item)
+    base = Path(base).absolute()
     try:
-        return Path(source).resolve().relative_to(Path(out).resolve()).as_posix()
+        return Path(item).resolve().relative_to(base.resolve()).as_posix()
+    except (ValueError, OSError):
+        pass
+    try:  # lexically: an entry joined onto the CSV's folder keeps its "../" form
+        return Path(item).relative_to(base).as_posix()
     except ValueError:
-        return source
+        return str(item)
 
 
 def report_markdown(ev: Evaluation, figures: Sequence[str], out: str | os.PathLike | None = None) -> str:
@@ -298,7 +290,7 @@ def report_markdown(ev: Evaluation, figures: Sequence[str], out: str | os.PathLi
     settings = pd.DataFrame([_settings_row(r) for r in ev.runs.values()])
     lines = [
         f"# Evaluation on {t.name} (your own data; beyond the paper)", "",
-        f"Data: `{_shown_source(ev.source, out) or t.name}`; {t.shots} normal training shots (seed {t.info.get('seed', 0)}); "
+        f"Data: `{shown_path(ev.source, out) or t.name}`; {t.shots} normal training shots (seed {t.info.get('seed', 0)}); "
         f"{counts['normal']} normal and {counts['all']} anomalous test images"
         + (f"; {len(skipped)} unreadable images skipped" if skipped else "") + ".", "",
         "## AUROC (%)", "",

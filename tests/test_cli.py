@@ -233,12 +233,12 @@ def test_demo_user_data_arranges_bottle_as_a_csv(tmp_path):
 
 
 def test_report_names_data_inside_its_folder_relative_to_it(tmp_path):
-    from coftad_lib.user_report import _shown_source
+    from coftad_lib.user_report import shown_path
 
     inside = tmp_path / "rep" / "demo_data" / "bottle.csv"
-    assert _shown_source(str(inside), tmp_path / "rep") == "demo_data/bottle.csv"  # no machine folder
+    assert shown_path(str(inside), tmp_path / "rep") == "demo_data/bottle.csv"  # no machine folder
     outside = tmp_path / "photos"
-    assert _shown_source(str(outside), tmp_path / "rep") == str(outside)  # the user's own path, as given
+    assert shown_path(str(outside), tmp_path / "rep") == str(outside)  # the user's own path, as given
 
 
 def test_evaluate_csv_listing_files_outside_its_folder_keeps_them_relative(data, tmp_path, capsys):

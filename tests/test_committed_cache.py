@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from coftad_lib.engine.cells import Cell
+from coftad_lib.engine.migrate import record_cell
 
 CELLS = Path(__file__).resolve().parents[1] / "results" / "cache" / "cells"
 
@@ -24,10 +24,7 @@ def test_every_committed_record_is_found_under_todays_key():
         pytest.skip("no committed cell records")
     stale = []
     for path in paths:
-        r = json.loads(path.read_text())
-        cell = Cell(table="-", dataset=r["dataset"], task=r["task"], shots=r["shots"], method=r["method"],
-                    method_kwargs=r["method_kwargs"], seed=r["seed"], task_args=r["task_args"], kind=r["kind"])
-        if cell.key() != path.stem:
+        if record_cell(json.loads(path.read_text())).key() != path.stem:
             stale.append(path.name)
     assert not stale, (
         f"{len(stale)} of {len(paths)} committed records are not under today's key (first: {stale[0]}): code "

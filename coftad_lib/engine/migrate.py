@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from ..errors import COFTADInputError
 from .cache import atomic_write_json
@@ -29,6 +31,15 @@ def ensure_migrated(cache_dir: str | os.PathLike) -> int:
     return moved
 
 
+def record_cell(rec: Mapping[str, Any], table: str = "migrate") -> Cell:
+    """The :class:`Cell` whose work a cell record holds (its key is today's key of that work).
+
+    Raises KeyError when the record lacks a work field, COFTADInputError when one is invalid."""
+    return Cell(table=table, dataset=rec["dataset"], task=rec["task"], shots=rec["shots"], method=rec["method"],
+                method_kwargs=rec["method_kwargs"], seed=rec["seed"], task_args=rec["task_args"],
+                kind=rec.get("kind", "score"))
+
+
 def migrate_cache(cache_dir: str | os.PathLike) -> int:
     """Rename the cell records (and their features and fitted models) of an older cache whose keys
     held the profile name (:meth:`Cell.legacy_key`) to today's keys; returns how many moved.
@@ -42,9 +53,7 @@ def migrate_cache(cache_dir: str | os.PathLike) -> int:
     for path in sorted((root / "cells").glob("*.json")):
         rec = json.loads(path.read_text())
         try:
-            cell = Cell(table="migrate", dataset=rec["dataset"], task=rec["task"], shots=rec["shots"],
-                        method=rec["method"], method_kwargs=rec["method_kwargs"], seed=rec["seed"],
-                        task_args=rec["task_args"], kind=rec.get("kind", "score"))
+            cell = record_cell(rec)
         except (KeyError, COFTADInputError):
             continue
         if rec.get("profile") is None or cell.legacy_key(rec["profile"]) != path.stem:
