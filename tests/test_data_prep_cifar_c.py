@@ -230,8 +230,11 @@ def test_generate_on_real_cifar10_folder(tmp_path):
         task="airplane",
         corruptions=["contrast", "gaussian_noise"],
         clean_root=clean,
+        shots_from="test",
     )
+    # a shot drawn from the test split leaves it with its corrupted copies: 2 clean + 2 x 2
     assert task.test.shape == (6, 32, 32, 3) and task.train.shape == (1, 32, 32, 3)
+    assert task.info["shots_from"] == "test"
     clean_imgs = {
         t: img
         for t, img, k in zip(task.test_ids, task.test, task.test_kinds, strict=True)
@@ -242,3 +245,17 @@ def test_generate_on_real_cifar10_folder(tmp_path):
             src = tid.split("/", 2)[2]
             expect = corrupt(clean_imgs[src][None], "contrast", 4, np.random.default_rng())[0]
             assert np.array_equal(img, expect)
+
+
+def test_real_cifar10_shots_from_the_train_split(tmp_path):
+    """The lossless copy has ``train/`` beside ``test/``: shots come from it, every test image stays."""
+    clean = SHARED_DATA / "cifar10" / "test"
+    if not (SHARED_DATA / "cifar10" / "train").is_dir():
+        pytest.skip("../shared/data/cifar10/train not present")
+    out = tmp_path / "c"
+    generate(clean, out, corruptions=["contrast"], limit_per_class=3, progress=False)
+    task = cifar_c.load(out, shots=2, seed=0, task="cat", corruptions=["contrast"], clean_root=clean)
+    assert task.info["shots_from"] == "train"
+    assert task.test.shape == (6, 32, 32, 3) and task.train.shape == (2, 32, 32, 3)
+    assert all((SHARED_DATA / "cifar10" / "train" / i).is_file() for i in task.train_ids), task.train_ids
+    assert not set(task.train_ids) & set(task.test_ids)
