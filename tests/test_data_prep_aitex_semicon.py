@@ -1,79 +1,50 @@
-"""AITEX patch cutting and SemiCon volume synthesis / slicing (paper Sec. IV-A data preparation)."""
+"""AITEX patch cutting and SemiCon volume synthesis / slicing (paper Sec. IV-A data preparation).
+
+The AITEX fixture (:mod:`aitex_fixture`) has the official release's quirks; the tests of how each is
+handled, and the test on the real files, are in ``test_data_prep_aitex_release.py``.
+"""
 
 from __future__ import annotations
 
-import csv
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
+from aitex_fixture import (
+    N_NORMAL_SCANS,
+    band_mask,
+    gray_of,
+    make_aitex_root,
+    manifest_rows,
+    write_png,
+)
 from PIL import Image
 
 from coftad_lib.datasets import aitex, semicon
-from coftad_lib.errors import COFTADInputError, DatasetNotFoundError
+from coftad_lib.errors import COFTADInputError, DatasetNotFoundError, ImageReadError
 from data_prep import aitex_crops, semicon_slices, semicon_synth
 from data_prep.aitex_crops import prepare_crops
 from data_prep.semicon_slices import read_volume, slice_volumes
 from data_prep.semicon_synth import make_synthetic_volumes
 
-
-def _rows(out: Path) -> list[dict]:
-    with open(out / "manifest.csv", newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
-def _png(path: Path, arr: np.ndarray, mode: str | None = None) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr, mode=mode).save(path)
-    return path
-
-
 # ------------------------------------------------------------------ AITEX
-
-
-def _scan(width: int, seed: int, channels: int = 0) -> np.ndarray:
-    """A 256-high fabric-like scan (the real height; widths reduced from 4096 for speed)."""
-    rng = np.random.default_rng(seed)
-    base = 120 + 40 * np.sin(np.arange(width) / 3.0)[None, :] + rng.normal(0, 10, (256, width))
-    gray = np.clip(base, 0, 255).astype(np.uint8)
-    if channels == 4:  # a few real scans carry an alpha channel
-        return np.dstack([gray, gray, gray, np.full_like(gray, 255)])
-    return gray
-
-
-def _mask(width: int, x0: int, x1: int, y0: int, y1: int) -> np.ndarray:
-    m = np.zeros((256, width), dtype=np.uint8)
-    m[y0:y1, x0:x1] = 255
-    return m
 
 
 @pytest.fixture
 def aitex_root(tmp_path: Path) -> Path:
-    root = tmp_path / "aitex"
-    _png(root / "NODefect_images" / "2306881-210020u" / "0001_000_00.png", _scan(1024, 1))
-    _png(root / "NODefect_images" / "2306881-210020u" / "0002_000_00.png", _scan(1024, 2, channels=4), "RGBA")
-    _png(root / "NODefect_images" / "2311517-195063u" / "0003_000_01.png", _scan(600, 3))  # narrower
-    # defect near the right edge: its patch must be clamped inside the image
-    _png(root / "Defect_images" / "0010_002_00.png", _scan(1024, 4))
-    _png(root / "Mask_images" / "0010_002_00_mask.png", _mask(1024, 950, 1010, 100, 140))
-    # narrower RGBA scan whose defect comes as two mask files
-    _png(root / "Defect_images" / "0011_019_01.png", _scan(700, 5, channels=4), "RGBA")
-    _png(root / "Mask_images" / "0011_019_01_mask1.png", _mask(700, 300, 320, 10, 30))
-    _png(root / "Mask_images" / "0011_019_01_mask2.png", _mask(700, 400, 420, 200, 230))
-    # the official release's scan without a mask, left out by default
-    _png(root / "Defect_images" / "0100_025_08.png", _scan(1024, 6))
-    return root
+    return make_aitex_root(tmp_path / "aitex")
 
 
 def test_aitex_crops_layout_and_defect_patches(aitex_root: Path, tmp_path: Path):
     out = prepare_crops(aitex_root, tmp_path / "crops", seed=0, verbose=False)
-    rows = _rows(out)
+    rows = manifest_rows(out)
     normal = [r for r in rows if r["label"] == "0"]
     defect = {r["source"]: r for r in rows if r["label"] == "1"}
-    assert len(normal) == 3 * 5 and len(list((out / "normal").glob("*.png"))) == 15
-    assert set(defect) == {"Defect_images/0010_002_00.png", "Defect_images/0011_019_01.png"}
+    assert len(normal) == N_NORMAL_SCANS * 5 and len(list((out / "normal").glob("*.png"))) == N_NORMAL_SCANS * 5
+    assert set(defect) == {"Defect_images/0010_002_00.png", "Defect_images/0011_019_01.png",
+                           "Defect_images/0094_027_05.png"}
     for r in rows:
         with Image.open(out / r["file"]) as im:
             assert im.size == (256, 256) and im.mode == "L"
@@ -87,9 +58,10 @@ def test_aitex_crops_layout_and_defect_patches(aitex_root: Path, tmp_path: Path)
     split = defect["Defect_images/0011_019_01.png"]
     # bbox of both masks spans x 300..420, so the patch centred on it covers both parts
     assert int(split["x"]) == 360 - 128 and int(split["defect_px_in_patch"]) == 400 + 600
-    for r in normal:  # every normal patch is the source pixels at the recorded position
-        src = np.asarray(Image.open(aitex_root / r["source"]).convert("L"))
+    for r in normal:  # every normal patch is the source's grey pixels at the recorded position
+        src = gray_of(aitex_root / r["source"])
         x, y = int(r["x"]), int(r["y"])
+        assert 0 <= x <= src.shape[1] - 256 and 0 <= y <= src.shape[0] - 256
         assert np.array_equal(np.asarray(Image.open(out / r["file"])), src[y : y + 256, x : x + 256])
 
 
@@ -98,9 +70,9 @@ def test_aitex_crops_deterministic_and_seeded(aitex_root: Path, tmp_path: Path):
     b = prepare_crops(aitex_root, tmp_path / "b", seed=3, verbose=False)
     c = prepare_crops(aitex_root, tmp_path / "c", seed=4, verbose=False)
     assert (a / "manifest.csv").read_bytes() == (b / "manifest.csv").read_bytes()
-    for r in _rows(a):
+    for r in manifest_rows(a):
         assert (a / r["file"]).read_bytes() == (b / r["file"]).read_bytes()
-    xs = lambda out: [r["x"] for r in _rows(out) if r["label"] == "0"]  # noqa: E731
+    xs = lambda out: [r["x"] for r in manifest_rows(out) if r["label"] == "0"]  # noqa: E731
     assert xs(a) != xs(c)
 
 
@@ -134,16 +106,27 @@ def test_aitex_crops_idempotent_resume_and_stale_files(aitex_root: Path, tmp_pat
     assert (out / "manifest.csv").stat().st_mtime_ns == manifest_stamp
 
     prepare_crops(aitex_root, out, seed=1, verbose=False)  # new settings: old patches go
-    listed = {out / r["file"] for r in _rows(out)}
+    listed = {out / r["file"] for r in manifest_rows(out)}
     assert set(out.rglob("*.png")) == listed
 
 
-def test_aitex_crops_errors(aitex_root: Path, tmp_path: Path):
+def test_aitex_crops_errors(aitex_root: Path, tmp_path: Path, capsys):
     with pytest.raises(DatasetNotFoundError, match="Mask_images"):
         prepare_crops(tmp_path / "empty", tmp_path / "o1", verbose=False)
-    with pytest.raises(COFTADInputError, match="0100_025_08.*without a mask"):
+    with pytest.raises(COFTADInputError, match="0100_025_08.*without a mask.*--skip-unmasked"):
         prepare_crops(aitex_root, tmp_path / "o2", skip_unmasked=(), verbose=False)
-    bad = _png(aitex_root / "Mask_images" / "0010_002_00_mask.png", _mask(1000, 900, 950, 0, 10))
+    with pytest.raises(COFTADInputError, match=r"0106_010_03_mask.png: mask has no defect pixels.*skip_unmasked"):
+        prepare_crops(aitex_root, tmp_path / "o2", skip_unmasked=("0100_025_08",), verbose=False)
+    assert aitex_crops.main(["--root", str(aitex_root), "--out", str(tmp_path / "o5"),
+                             "--skip-unmasked", "0100_025_08"]) == 2
+    assert "0106_010_03_mask.png: mask has no defect pixels" in capsys.readouterr().err
+    truncated = aitex_root / "Mask_images" / "0094_027_05_mask.png"
+    good = truncated.read_bytes()
+    truncated.write_bytes(good[: len(good) // 2])
+    with pytest.raises(ImageReadError, match="0094_027_05_mask.png"):
+        prepare_crops(aitex_root, tmp_path / "o6", verbose=False)
+    truncated.write_bytes(good)
+    bad = write_png(aitex_root / "Mask_images" / "0010_002_00_mask.png", band_mask(1000, 900, 950, 0, 10))
     with pytest.raises(COFTADInputError, match="1000x256.*1024x256") as info:
         prepare_crops(aitex_root, tmp_path / "o3", verbose=False)
     assert str(bad) in str(info.value)
@@ -153,7 +136,7 @@ def test_aitex_crops_errors(aitex_root: Path, tmp_path: Path):
 def test_aitex_crops_feed_the_loader(aitex_root: Path, tmp_path: Path):
     assert aitex_crops.main(["--root", str(aitex_root), "--out", str(tmp_path / "crops"), "--seed", "0"]) == 0
     task = aitex.load(tmp_path / "crops", shots=5, seed=0, n_test_normal=10)
-    assert task.test_labels.tolist() == [0] * 10 + [1] * 2
+    assert task.test_labels.tolist() == [0] * 10 + [1] * 3
     assert set(task.train).isdisjoint(task.test)
     with pytest.raises(COFTADInputError, match="n_test_normal=600"):
         aitex.load(tmp_path / "crops", shots=5, seed=0)
@@ -224,14 +207,14 @@ def _handmade(vdir: Path, suffix: str = ".tif") -> None:
 def test_slices_labels_from_masks(tmp_path: Path):
     _handmade(tmp_path / "v", ".npy")
     out = slice_volumes(tmp_path / "v", tmp_path / "s", threshold=0.02, verbose=False)
-    rows = {int(r["slice_index"]): r for r in _rows(out)}
+    rows = {int(r["slice_index"]): r for r in manifest_rows(out)}
     assert [rows[i]["label"] for i in range(4)] == ["0", "0", "1", "0"]
     assert float(rows[2]["ratio"]) == pytest.approx(0.05) and float(rows[3]["ratio"]) == pytest.approx(0.01)
     assert rows[2]["file"] == "defect/scan_ax0_0002.png" and rows[2]["volume"] == "scan"
     img = np.asarray(Image.open(out / rows[2]["file"]))
     assert img.shape == (20, 20) and img[8, 9] < img[6, 6]  # the void is dark in the slice
     lower = slice_volumes(tmp_path / "v", tmp_path / "s2", threshold=0.005, verbose=False)
-    assert [r["label"] for r in _rows(lower)] == ["0", "0", "1", "1"]
+    assert [r["label"] for r in manifest_rows(lower)] == ["0", "0", "1", "1"]
     bump = semicon_slices.slice_ratios(np.load(tmp_path / "v/scan_solder.npy"), np.load(tmp_path / "v/scan_void.npy"), 0, "bump")
     assert bump[2][2] == pytest.approx(0.05)
 
@@ -245,7 +228,7 @@ def test_slices_labels_from_csv(tmp_path: Path):
     labels = tmp_path / "labels.csv"
     labels.write_text("volume,slice,label\nscan,0,normal\nscan,3,defect\n")
     out = slice_volumes(tmp_path / "v", tmp_path / "s", labels_csv=labels, verbose=False)
-    assert [(r["slice_index"], r["label"], r["ratio"]) for r in _rows(out)] == [("0", "0", ""), ("3", "1", "")]
+    assert [(r["slice_index"], r["label"], r["ratio"]) for r in manifest_rows(out)] == [("0", "0", ""), ("3", "1", "")]
     labels.write_text("volume,slice,label\nscan,9,1\n")
     with pytest.raises(COFTADInputError, match=r"\[9\]"):
         slice_volumes(tmp_path / "v", tmp_path / "s3", labels_csv=labels, verbose=False)
@@ -296,7 +279,7 @@ def test_slices_interrupted_then_resumed(tmp_path: Path, monkeypatch):
 def test_synthetic_slices_feed_the_loader(synth, tmp_path: Path):
     vdir, _ = synth
     assert semicon_slices.main(["--volumes", str(vdir), "--out", str(tmp_path / "s")]) == 0
-    rows = _rows(tmp_path / "s")
+    rows = manifest_rows(tmp_path / "s")
     n_def = sum(r["label"] == "1" for r in rows)
     assert 0.1 * len(rows) < n_def < 0.7 * len(rows)  # both classes are well represented
     assert all((float(r["ratio"]) > semicon_slices.DEFAULT_THRESHOLD) == (r["label"] == "1") for r in rows)

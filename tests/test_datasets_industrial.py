@@ -238,6 +238,25 @@ def test_aitex_loader_errors(tmp_path: Path):
         aitex.load(tmp_path / "absent", 5, 0)
 
 
+def test_aitex_loader_reports_preparation_notes(tmp_path: Path):
+    """Notes of the manifest and the left-out scans reach task.info; a folder without them adds nothing."""
+    root = _crops_dir(tmp_path / "crops", n_normal=12, n_defect=2)
+    assert not {"notes", "left_out"} & set(aitex.load(root, 2, 0, n_test_normal=5).info)
+    with open(root / "manifest.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for r in rows:
+        r["source"] = "Defect_images/0044_019_04.png" if r["label"] == "1" else f"NODefect_images/f/{r['file'][-8:]}"
+        r["note"] = "defect = union of 2 masks" if r["label"] == "1" else ""
+    with open(root / "manifest.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["file", "label", "kind", "source", "note"])
+        w.writeheader()
+        w.writerows(rows)
+    (root / "left_out.csv").write_text("source,reason\nDefect_images/0100_025_08.png,no mask\n")
+    info = aitex.load(root, 2, 0, n_test_normal=5).info
+    assert info["notes"] == {"Defect_images/0044_019_04.png": "defect = union of 2 masks"}
+    assert info["left_out"] == ["Defect_images/0100_025_08.png: no mask"]
+
+
 def test_semicon_loader_counts(tmp_path: Path):
     root = _crops_dir(tmp_path / "slices", n_normal=15, n_defect=6)
     task = semicon.load(root, shots=3, seed=0, n_test_normal=8, n_test_defect=4)

@@ -2,8 +2,13 @@
 
 The paper crops the 4096 x 256 scans into 256 x 256 patches (``data_prep.aitex_crops`` writes them
 with a manifest); this loader reads that crops folder. Protocol: the test set is 600 normal patches
-plus all (105) defect patches; the k = 5 / 10 / 50 shots are drawn from the remaining normal
-patches.
+plus all defect patches; the k = 5 / 10 / 50 shots are drawn from the remaining normal patches.
+
+The official release gives 141 defect-free scans (705 normal patches; the paper says 140) and 106
+defect scans, of which 0100_025_08 has no mask and 0106_010_03 an all-black one: both are left
+out, so the test set holds 104 defect patches (the paper: 105). ``task.info["left_out"]`` lists
+them and ``task.info["notes"]`` the scans needing other care (split masks, the 3796 px wide scan,
+grey + alpha PNGs); see ``data_prep.aitex_crops``.
 
 The crops-folder protocol itself, shared with the SemiCon slices, is :func:`.crops.load_crops`.
 """
@@ -44,7 +49,9 @@ def load(
         check_files: check each patch's header and end marker now.
 
     Returns:
-        FewShotTask: ``test`` = n_test_normal normal + all defect patches (kind = AITEX defect code).
+        FewShotTask: ``test`` = n_test_normal normal + all defect patches (kind = AITEX defect code);
+        256 x 256 8-bit grey PNG paths. ``info`` adds ``left_out`` and ``notes`` from the crops
+        folder when the preparation recorded any (:func:`.crops.preparation_notes`).
     """
     return load_crops(
         root, shots, seed, dataset="aitex", n_test_normal=n_test_normal, n_test_defect=None,

@@ -1,9 +1,11 @@
 """The prepared crops protocol shared by AITEX patches and SemiCon slices (paper Sec. IV-A).
 
 ``data_prep.aitex_crops`` and ``data_prep.semicon_slices`` both write a folder of ``normal/`` and
-``defect/`` PNGs listed in ``manifest.csv`` (columns ``file``, ``label`` and optionally ``kind``).
-:func:`load_crops` turns such a folder into a few-shot task: a fixed test set of normal and
-defect images, and k shots drawn from the normals left over.
+``defect/`` PNGs listed in ``manifest.csv`` (columns ``file``, ``label`` and optionally ``kind``,
+``source`` and ``note``). :func:`load_crops` turns such a folder into a few-shot task: a fixed test
+set of normal and defect images, and k shots drawn from the normals left over. What the preparation
+had to do about its inputs travels into ``task.info``: the manifest's non-empty ``note`` per source
+image, and the source images it left out (optional ``left_out.csv``, columns ``source``, ``reason``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from .task import FewShotTask
 #: name of the manifest a prepared crops / slices folder must hold; written last, so its presence
 #: means the preparation finished
 MANIFEST = "manifest.csv"
+
+#: optional list of the source images a preparation left out (columns source, reason), e.g. the
+#: AITEX defect scans without a usable mask
+LEFT_OUT = "left_out.csv"
 
 
 def read_manifest(root: Path, how_to_get: str) -> list[dict[str, str]]:
@@ -56,6 +62,27 @@ def _listed_paths(root: Path, rows: list[dict[str, str]], check_files: bool) -> 
         if check_files:
             check_image_file(path)
     return paths
+
+
+def preparation_notes(root: Path, rows: list[dict[str, str]]) -> dict[str, object]:
+    """``info`` entries saying what the preparation did about its inputs; empty when it said nothing.
+
+    Returns:
+        ``notes``: {source (or file): note} for manifest rows with a non-empty ``note`` (one entry
+        per source image, as its patches share the note); ``left_out``: ["source: reason", ...]
+        from ``left_out.csv``.
+    """
+    info: dict[str, object] = {}
+    notes = {r.get("source") or r["file"]: r["note"] for r in rows if r.get("note")}
+    if notes:
+        info["notes"] = dict(sorted(notes.items()))
+    path = root / LEFT_OUT
+    if path.is_file():
+        with open(path, newline="") as fh:
+            left = [f"{r.get('source', '?')}: {r.get('reason', '')}" for r in csv.DictReader(fh)]
+        if left:
+            info["left_out"] = left
+    return info
 
 
 def _check_counts(
@@ -163,5 +190,6 @@ def load_crops(
             "normal_available": len(normal),
             "defect_available": len(defect),
             "protocol": protocol,
+            **preparation_notes(root, rows),
         },
     )
