@@ -1,233 +1,291 @@
-"""The paper's claims, each with its verdict from a run's tables: does COFT-AD reproduce?
+"""The paper's claims judged on every run that has their cells: does COFT-AD reproduce?
 
-A claim compares two sides, each one row of a table (a method in a setting, averaged over some
-of the table's tasks): "COFT-AD (w/ np) is best on Flowers17" is COFT-AD (w/ np)'s Table I
-average against the strongest other row's. The verdict is read from the per-seed CSV a table
-notebook writes (``<out>/tables/table_<T>.csv``), paired by seed: for each seed both sides'
-averages over the same tasks (a seed counts only when every task has a value on both sides),
-their difference ``d_s``, then the mean and sample std of ``d_s`` over seeds:
-
-- ``holds``: mean(d) > 0 beyond the spread (mean(d) > std(d)); with one seed, "holds (one seed)";
-- ``does not hold``: mean(d) < 0 beyond the spread;
-- ``within the seed spread``: |mean(d)| <= std(d);
-- ``not computed yet`` / ``no data``: no seed has both sides (pending cells, missing datasets).
-
-"Beyond the spread" is deliberately simple (one std of the paired differences, no test): with three
-seeds a formal test says little, and the report shows the numbers next to each verdict.
+The claims are the register (:data:`CLAIMS` = :data:`coftad_lib.paper.claims_register.REGISTER`); the
+rule is :mod:`coftad_lib.paper.claim_stats` (paired mean difference with its 95 % t-interval, paired
+by (task, seed)). The cells are read from the per-seed CSVs the table notebooks write
+(``<out>/tables/table_<T>.csv``). A *run* is one set of rows of those CSVs: the profile's own rows
+(protocol-cpu for the committed tables) or one paper-compute run (issue 19's columns, settings
+``"<backbone> @ <label>"``, :mod:`coftad_lib.paper.paper_compute_rows`); each claim is judged on
+each run apart, by the same rule, and a run that lacks the claim's rows says ``not run``.
 """
 
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from .paper_values import display_name
+from . import claim_stats as cs
+from .claim_stats import FAILS, HOLDS, NOT_RUN, UNDECIDED, Interval
+from .claims_register import REGISTER, Claim, Side
+from .paper_values import TABLES, display_name
 from .results_tables import SETTING_MARK, is_paper_compute
 
+__all__ = ["CLAIMS", "Claim", "Comparison", "RunTables", "Side", "Verdict", "claims_section", "compare", "judge",
+           "judge_all", "paper_compute_claims_section", "paper_compute_verdicts", "register_frame", "runs",
+           "verdict_frame"]
 
-@dataclass(frozen=True)
-class Side:
-    """One row of a table: ``method`` in ``setting`` (None: the table's only setting), averaged over
-    ``tasks`` (None: every task of the row). On the second side of a claim, ``method="*"`` stands
-    for the strongest other method of that setting, ``setting="*"`` for the strongest other
-    setting of that method."""
-
-    table: str
-    method: str
-    setting: str | None = None
-    tasks: tuple[str, ...] | None = None
+#: every claim of the register, in the report's order (grouped by table)
+CLAIMS: tuple[Claim, ...] = REGISTER
 
 
-@dataclass(frozen=True)
-class Claim:
-    """A claim of the paper: ``better`` scores above ``worse`` (AUROC, % points)."""
+@dataclass
+class Comparison:
+    """One "better above worse" comparison of a claim on one run: its verdict and the numbers."""
 
-    text: str
-    source: str
+    verdict: str
     better: Side
     worse: Side
-    note: str = ""
-
-
-_NP, _WO = "coftad_np", "coftad"
-_VI = "ablation:"
-#: the paper's headline claims (issue 20), in the order REPORT.md lists them
-CLAIMS: tuple[Claim, ...] = (
-    Claim("COFT-AD (w/ np) is the best method on Flowers17 (average over the pairs)", "Table I, Sec. V-A",
-          Side("I", _NP), Side("I", "*")),
-    Claim("COFT-AD (w/ np) is the best method on CIFAR-10-C (average over the classes)", "Table II, Sec. V-A",
-          Side("II", _NP), Side("II", "*")),
-    Claim("COFT-AD (w/ np) is the best method on MVTec AD, 5 shots (average over the categories)",
-          "Table IV, Sec. V-B", Side("IV", _NP, "5-shot"), Side("IV", "*", "5-shot"),
-          note="only the categories whose data was here; the paper averages 15"),
-    Claim("Fine-tuning (contrastive + positive pairs) beats the pretrained features it starts from",
-          "Table VI, Sec. V-D", Side("VI", _VI + "contrastive+cipp"), Side("VI", _VI + "pretrained_only")),
-    Claim("Adding negative pairs improves on fine-tuning without them (CIFAR-10-C)", "Table VI, Sec. V-D",
-          Side("VI", _VI + "contrastive+cipp+np"), Side("VI", _VI + "contrastive+cipp")),
-    Claim("Negative pairs help where anomalies can be simulated (Magnetic Tile)", "Table VII, Sec. V-C",
-          Side("VII", _NP, tasks=("magnetic_tile",)), Side("VII", _WO, tasks=("magnetic_tile",))),
-    Claim("Negative pairs hurt where they cannot (SemiCon's voids)", "Table VII, Sec. V-C",
-          Side("VII", _WO, tasks=("semicon",)), Side("VII", _NP, tasks=("semicon",)),
-          note="SemiCon is private: ours is a synthetic stand-in of the same structure"),
-    Claim("N_A = 10 augmented copies per shot score better than N_A = 1 (Daffodil/Tulip)", "Table X, Sec. V-G",
-          Side("I", _NP, tasks=("Daffodil/Tulip",)), Side("X", _NP, "N_A=1", ("Daffodil/Tulip",)),
-          note="N_A = 10 is Table I's COFT-AD (w/ np) cell, as in the paper"),
-    Claim("The Gaussian scorer beats kNN, Isolation Forest and PatchCore on COFT-AD's features",
-          "Table VIII, Sec. V-E", Side("VIII", _NP, "gaussian"), Side("VIII", _NP, "*")),
-)
-
-
-def _table(tables_dir: Path, table: str, setting: str | None = None) -> pd.DataFrame | None:
-    """The per-seed CSV of ``table``: the profile's own rows, or with ``setting`` only that
-    paper-compute run's rows (those columns are judged apart, :func:`paper_compute_verdicts`)."""
-    path = tables_dir / f"table_{table}.csv"
-    if not path.exists():
-        return None
-    df = pd.read_csv(path)
-    if "setting" not in df:
-        return df
-    return df[df["setting"] == setting] if setting else df[~df["setting"].astype(str).map(is_paper_compute)]
-
-
-def _per_seed(df: pd.DataFrame, side: Side, tasks: list[str]) -> pd.Series:
-    """AUROC % per seed of ``side`` averaged over ``tasks`` (seeds lacking a task dropped)."""
-    d = df[(df["method"] == side.method) & df["task"].isin(tasks)]
-    if side.setting is not None:
-        d = d[d["setting"] == side.setting]
-    d = d[d["status"] == "ok"]
-    wide = d.pivot_table(index="seed", columns="task", values="auroc_pct", aggfunc="mean").reindex(columns=tasks)
-    return wide.dropna(how="any").mean(axis=1)
-
-
-def _tasks(df: pd.DataFrame, side: Side) -> list[str]:
-    if side.tasks is not None:
-        return list(side.tasks)
-    d = df if side.setting is None else df[df["setting"] == side.setting]
-    if "status" in d:  # a task whose data is missing everywhere is not part of the claim (MVTec: bottle only)
-        d = d[d.groupby("task")["status"].transform(lambda st: (st != "missing").any())]
-    return sorted(t for t in set(d["task"].astype(str)) if t != "avg")
-
-
-def _rivals(df: pd.DataFrame, better: Side, worse: Side) -> list[Side]:
-    """The rows ``worse`` stands for: itself, every other method (``method="*"``) or every other
-    setting of its method (``setting="*"``, Table VIII's scorers)."""
-    if worse.setting == "*":
-        others = sorted(set(df["setting"].astype(str)) - {better.setting})
-        return [Side(worse.table, worse.method, s, worse.tasks) for s in others]
-    if worse.method != "*":
-        return [worse]
-    d = df if worse.setting is None else df[df["setting"] == worse.setting]
-    return [Side(worse.table, m, worse.setting, worse.tasks) for m in sorted(set(d["method"])) if m != better.method]
+    interval: Interval | None = None
+    mean_better: float = float("nan")
+    mean_worse: float = float("nan")
+    n_tasks: int = 0
+    n_seeds: int = 0
 
 
 @dataclass
 class Verdict:
-    """A claim's verdict and the numbers behind it (AUROC %)."""
+    """A claim's verdict on one run and the numbers behind it (AUROC %).
+
+    ``interval`` is the deciding comparison's (module :mod:`~coftad_lib.paper.claim_stats`); for a
+    count claim ``per_task`` holds each task's verdict instead.
+    """
 
     claim: Claim
     verdict: str
     detail: str
     n_seeds: int = 0
+    run: str = ""
+    interval: Interval | None = None
+    rival: str = ""
+    per_task: dict[str, str] = field(default_factory=dict)
+
+
+class RunTables:
+    """The per-seed CSVs of one tables folder, read once, cut into runs."""
+
+    _COLUMNS = ("setting", "method", "task", "seed", "status", "auroc_pct", "profile")
+
+    def __init__(self, tables_dir: str | os.PathLike) -> None:
+        self.dir = Path(tables_dir)
+        self._raw: dict[str, pd.DataFrame | None] = {}
+        self._runs: dict[tuple[str, str | None], pd.DataFrame | None] = {}
+
+    def raw(self, table: str) -> pd.DataFrame | None:
+        """``table``'s per-seed CSV, only the columns a claim reads (the rest is messages and versions)."""
+        if table not in self._raw:
+            path = self.dir / f"table_{table}.csv"
+            df = pd.read_csv(path, usecols=lambda c: c in self._COLUMNS) if path.exists() else None
+            if df is not None:
+                df["task"] = df["task"].astype(str)
+            self._raw[table] = df
+        return self._raw[table]
+
+    def frame(self, table: str, setting: str | None) -> pd.DataFrame | None:
+        """``table``'s rows of one run: the profile's own (``setting`` None) or that paper-compute setting's."""
+        if (table, setting) not in self._runs:
+            df = self.raw(table)
+            if df is not None and "setting" in df:
+                own = df["setting"].astype(str).map(is_paper_compute)
+                df = df[df["setting"] == setting] if setting else df[~own]
+            self._runs[table, setting] = df if df is not None and len(df) else None
+        return self._runs[table, setting]
+
+
+def runs(tables_dir: str | os.PathLike) -> list[tuple[str, str | None]]:
+    """(label, setting) of every run in the tables: the profile's own rows first (setting None), then
+    each paper-compute run (its label, e.g. ``"h200-224px-b64-100steps"``, and its setting)."""
+    tables = RunTables(tables_dir)
+    own: dict[str, None] = {}
+    extra: dict[str, str] = {}
+    present = [df for t in TABLES if (df := tables.raw(t)) is not None]
+    for df in present:
+        settings = df["setting"].astype(str) if "setting" in df else pd.Series([""] * len(df), index=df.index)
+        mine = df[~settings.map(is_paper_compute)]
+        own.update(dict.fromkeys(str(p) for p in mine.get("profile", pd.Series(dtype=str)).dropna()))
+        for s in dict.fromkeys(settings[settings.map(is_paper_compute)]):
+            extra.setdefault(s.split(SETTING_MARK)[-1], s)
+    head = [(", ".join(own) or "this run", None)] if present else []
+    return head + list(extra.items())
 
 
 def _label(side: Side) -> str:
     return display_name(side.method) + (f" ({side.setting})" if side.setting and side.setting[0].isalpha() else "")
 
 
-def judge(claim: Claim, tables_dir: str | os.PathLike, setting: str | None = None) -> Verdict:
-    """The verdict of ``claim`` from the per-seed CSVs in ``tables_dir`` (module docstring); with
-    ``setting``, from that paper-compute run's rows of the claim's tables."""
-    tables_dir = Path(tables_dir)
-    dfs = {t: _table(tables_dir, t, setting) for t in {claim.better.table, claim.worse.table}}
-    if any(df is None for df in dfs.values()):
-        return Verdict(claim, "not run", "its table is not in this run")
-    better_df = dfs[claim.better.table]
-    tasks = _tasks(better_df, claim.better)
-    ours = _per_seed(better_df, claim.better, tasks)
-    scored, unscored = [], []
-    for rival in _rivals(dfs[claim.worse.table], claim.better, claim.worse):
-        theirs = _per_seed(dfs[claim.worse.table], rival, tasks)
-        if theirs.empty:
-            unscored.append(_label(rival))
-        else:
-            scored.append((float(theirs.mean()), rival, theirs))
-    if scored and unscored:  # "best of all" cannot be judged against some of them
-        return Verdict(claim, "incomplete", f"rows without a value on every task yet: {', '.join(unscored)}")
-    if ours.empty or not scored:
-        pending = any((df["status"] == "pending").any() for df in dfs.values() if "status" in df)
-        return Verdict(claim, "not computed yet" if pending else "no data",
-                       "no seed has both sides (cells pending or data missing)")
-    _, rival, theirs = max(scored, key=lambda x: x[0])  # the strongest rival
-    d = (ours - theirs).dropna()
-    if d.empty:
-        return Verdict(claim, "no data", "the two sides share no seed")
-    mean, std = float(d.mean()), float(d.std(ddof=1)) if len(d) > 1 else math.nan
-    if len(d) == 1:
-        verdict = "holds (one seed)" if mean > 0 else "does not hold (one seed)"
-    elif abs(mean) <= std:
-        verdict = "within the seed spread"
+def _in_setting(df: pd.DataFrame, setting: str | None) -> pd.DataFrame:
+    return df if setting is None or setting == "*" else df[df["setting"] == setting]
+
+
+def _tasks(df: pd.DataFrame, side: Side, with_missing: bool = False) -> list[str]:
+    """The claim's tasks: ``side.tasks``, else the row's tasks that are not missing everywhere (MVTec:
+    only bottle is here), or all of them ``with_missing`` (a count claim shows every task)."""
+    if side.tasks is not None:
+        return list(side.tasks)
+    d = _in_setting(df, side.setting)
+    tasks = [str(t) for t in dict.fromkeys(d["task"]) if str(t) != "avg"]
+    if with_missing or "status" not in d:
+        return tasks
+    present = set(d.loc[d["status"] != "missing", "task"].astype(str))
+    return [t for t in tasks if t in present] or tasks
+
+
+def _pairs(claim: Claim, df_b: pd.DataFrame, df_w: pd.DataFrame) -> list[tuple[Side, Side]]:
+    """The comparisons a claim is made of on one run: (better, worse) with concrete rows."""
+    b, w = claim.better, claim.worse
+    if b.setting == "*" and w.setting == "*":  # both rows under each setting in turn
+        return [(replace(b, setting=s), replace(w, setting=s)) for s in dict.fromkeys(df_b["setting"].astype(str))]
+    if w.setting == "*":  # every other setting of the row (Table VIII's scorers)
+        others = [s for s in dict.fromkeys(df_w["setting"].astype(str)) if s != b.setting]
+        return [(b, replace(w, setting=s)) for s in others]
+    if w.method == "*":  # every rival row
+        rivals = claim.rivals
+        if rivals is None:
+            rivals = tuple(m for m in dict.fromkeys(_in_setting(df_w, w.setting)["method"]) if m != b.method)
+        return [(b, replace(w, method=m)) for m in rivals]
+    return [(b, w)]
+
+
+def _cells(df: pd.DataFrame, side: Side, tasks: list[str]) -> pd.DataFrame:
+    d = df[(df["method"] == side.method) & df["task"].isin(tasks)]
+    return _in_setting(d, side.setting)
+
+
+def _values(cells: pd.DataFrame) -> pd.Series:
+    """AUROC % of the ok cells, indexed by (task, seed)."""
+    ok = cells[cells["status"] == "ok"] if "status" in cells else cells
+    return ok.groupby(["task", "seed"])["auroc_pct"].mean().dropna()
+
+
+def compare(df_b: pd.DataFrame, b: Side, df_w: pd.DataFrame, w: Side, tasks: list[str]) -> Comparison:
+    """``b`` against ``w`` over ``tasks``, paired by (task, seed) (:func:`~coftad_lib.paper.claim_stats.t_interval`)."""
+    cb, cw = _cells(df_b, b, tasks), _cells(df_w, w, tasks)
+    if cb.empty or cw.empty:  # this run has no such row (a paper-compute run has COFT-AD's only)
+        return Comparison(NOT_RUN, b, w)
+    if any("status" in c and (c["status"] == "pending").any() for c in (cb, cw)):
+        return Comparison(cs.PENDING, b, w)  # the claim waits for every one of its cells
+    vb, vw = _values(cb), _values(cw)
+    both = vb.index.intersection(vw.index)
+    if both.empty:
+        return Comparison(cs.NO_DATA, b, w)
+    iv = cs.t_interval((vb[both] - vw[both]).to_numpy())
+    return Comparison(iv.verdict, b, w, iv, float(vb[both].mean()), float(vw[both].mean()),
+                      len(set(both.get_level_values(0))), len(set(both.get_level_values(1))))
+
+
+def _deciding(comps: list[Comparison], verdict: str) -> Comparison | None:
+    """The comparison that decides a verdict: the clearest loss, the narrowest win, the closest undecided one."""
+    if verdict == HOLDS:
+        return min(comps, key=lambda c: c.interval.lo if c.interval else float("inf"))
+    pool = [c for c in comps if c.verdict == verdict and c.interval is not None]
+    return min(pool, key=lambda c: c.interval.mean) if pool else None
+
+
+def _detail(c: Comparison) -> str:
+    iv = c.interval
+    assert iv is not None
+    return (f"{_label(c.better)} {c.mean_better:.1f} vs {_label(c.worse)} {c.mean_worse:.1f}: {iv.text()} points, "
+            f"{iv.n} pair(s) ({c.n_tasks} task(s) x {c.n_seeds} seed(s))")
+
+
+_WHY = {NOT_RUN: "this run has none of the claim's rows", cs.PENDING: "some of the claim's cells are not computed yet",
+        cs.NO_DATA: "no (task, seed) has both sides (data missing)"}
+
+
+def _judge_comparisons(claim: Claim, df_b: pd.DataFrame, df_w: pd.DataFrame, tasks: list[str]) -> Verdict:
+    comps = [compare(df_b, b, df_w, w, tasks) for b, w in _pairs(claim, df_b, df_w)]
+    verdict = cs.all_of([c.verdict for c in comps])
+    dec = _deciding(comps, verdict) if verdict in (HOLDS, FAILS, UNDECIDED) else None
+    if dec is None:
+        return Verdict(claim, verdict, _WHY.get(verdict, ""))
+    return Verdict(claim, verdict, _detail(dec), dec.n_seeds, interval=dec.interval, rival=_label(dec.worse))
+
+
+def _judge_count(claim: Claim, df_b: pd.DataFrame, df_w: pd.DataFrame) -> Verdict:
+    """A count claim: each task judged apart (the same rule), then :func:`~coftad_lib.paper.claim_stats.at_least`."""
+    k, n = claim.count or (0, 0)
+    per_task = {t: _judge_comparisons(claim, df_b, df_w, [t]).verdict for t in _tasks(df_b, claim.better, True)}
+    verdicts = list(per_task.values())
+    verdict = cs.at_least(verdicts, k, n)
+    won, lost, open_ = verdicts.count(HOLDS), verdicts.count(FAILS), verdicts.count(UNDECIDED)
+    detail = (f"won {won}, lost {lost}, undecided {open_}, without pairs {len(verdicts) - won - lost - open_} "
+              f"of the {len(verdicts)} task(s); the claim needs {k} of {n}")
+    return Verdict(claim, verdict, detail, per_task=per_task)
+
+
+def _judge(claim: Claim, tables: RunTables, setting: str | None, run: str) -> Verdict:
+    df_b, df_w = tables.frame(claim.better.table, setting), tables.frame(claim.worse.table, setting)
+    if df_b is None or df_w is None:
+        v = Verdict(claim, NOT_RUN, "its table is not in this run")
+    elif claim.count is not None:
+        v = _judge_count(claim, df_b, df_w)
     else:
-        verdict = "holds" if mean > 0 else "does not hold"
-    spread = "" if math.isnan(std) else f" ± {std:.1f}"
-    detail = (f"{_label(claim.better)} {float(ours[d.index].mean()):.1f} vs {_label(rival)} "
-              f"{float(theirs[d.index].mean()):.1f}: {mean:+.1f}{spread} points over {len(d)} seed(s), "
-              f"{len(tasks)} task(s)")
-    return Verdict(claim, verdict, detail, len(d))
+        v = _judge_comparisons(claim, df_b, df_w, _tasks(df_b, claim.better))
+    v.run = run
+    return v
 
 
-def claims_section(tables_dir: str | os.PathLike, profile: str = "") -> list[str]:
-    """Markdown lines: one row per claim (:data:`CLAIMS`) with its verdict and numbers (for the
-    REPORT.md beside ``tables_dir``)."""
-    verdicts = [judge(c, tables_dir) for c in CLAIMS]
-    if all(v.verdict == "not run" for v in verdicts):
-        return []
-    head = f" (profile `{profile}`)" if profile else ""
-    how = Path(os.path.relpath(Path(__file__).resolve(), Path(tables_dir).resolve().parent)).as_posix()
-    lines = [f"## Does it reproduce? The paper's claims{head}", "",
-             "Each claim's verdict from this run's tables, paired by seed: *holds* / *does not hold* when the "
-             "mean difference exceeds the std of the per-seed differences, else *within the seed spread* "
-             f"([claims.py]({how}) says how).", "",
-             "| claim | source | verdict | numbers (AUROC %) |", "|---|---|---|---|"]
-    for v in verdicts:
-        note = f" ({v.claim.note})" if v.claim.note else ""
-        lines.append(f"| {v.claim.text} | {v.claim.source} | **{v.verdict}** | {v.detail}{note} |")
-    return lines + [""]
+def _setting_of(tables_dir: str | os.PathLike, setting: str | None) -> str | None:
+    """A paper-compute run's setting from its label or setting (None: the profile's own rows)."""
+    if not setting or SETTING_MARK in setting:
+        return setting
+    return dict(runs(tables_dir)).get(setting, f"?{SETTING_MARK}{setting}")
 
 
-#: the claims a paper-compute run can judge: Table VI's two (its rows are COFT-AD and its start only)
-PAPER_COMPUTE_CLAIMS: tuple[Claim, ...] = tuple(c for c in CLAIMS if c.better.table == c.worse.table == "VI")
+def judge(claim: Claim, tables_dir: str | os.PathLike, setting: str | None = None) -> Verdict:
+    """The verdict of ``claim`` from the per-seed CSVs in ``tables_dir``: on the profile's own rows,
+    or with ``setting`` (a paper-compute run's label or setting) on that run's rows."""
+    setting = _setting_of(tables_dir, setting)
+    return _judge(claim, RunTables(tables_dir), setting, setting.split(SETTING_MARK)[-1] if setting else "")
 
 
-def paper_compute_verdicts(tables_dir: str | os.PathLike) -> list[tuple[str, Verdict]]:
-    """(run setting, verdict) of :data:`PAPER_COMPUTE_CLAIMS` for every paper-compute run in Table VI's CSV."""
-    path = Path(tables_dir) / "table_VI.csv"
-    if not path.exists():
-        return []
-    settings = [s for s in dict.fromkeys(pd.read_csv(path)["setting"].astype(str)) if is_paper_compute(s)]
-    return [(s, judge(c, tables_dir, s)) for s in settings for c in PAPER_COMPUTE_CLAIMS]
+def judge_all(tables_dir: str | os.PathLike, claims: tuple[Claim, ...] = CLAIMS) -> list[Verdict]:
+    """Every claim on every run (:func:`runs`), claim by claim, runs in order."""
+    tables = RunTables(tables_dir)
+    found = runs(tables_dir)
+    return [_judge(c, tables, s, label) for c in claims for label, s in found]
 
 
-def paper_compute_claims_section(tables_dir: str | os.PathLike) -> list[str]:
-    """Markdown lines: Table VI's claims judged on each paper-compute run (batch 64, 100 steps)."""
-    rows = paper_compute_verdicts(tables_dir)
-    if not rows:
-        return []
-    lines = ["### The same claims at the paper's batch and steps (issue 19's runs)", "",
-             "Each fit scored with the EMA target (the library's default) against its own pretrained start; "
-             "the runs are the extra columns of Table VI (`benchmarks/results/paper_compute/`).", "",
-             "| run | claim | verdict | numbers (AUROC %) |", "|---|---|---|---|"]
-    for setting, v in rows:
-        lines.append(f"| {setting.split(SETTING_MARK)[-1]} | {v.claim.text} | **{v.verdict}** | {v.detail} |")
-    return lines + [""]
+def register_frame(tables_dir: str | os.PathLike) -> pd.DataFrame:
+    """The register judged on every run, one row per (claim, run): table, claim, source, the paper's
+    number, run, verdict, mean difference and its 95 % interval, pairs and the numbers in words."""
+    from .claims_paper import paper_number
+
+    paper = {c: paper_number(c) for c in CLAIMS}
+    rows = [{"table": v.claim.group, "claim": v.claim.text, "source": v.claim.source, "paper": paper[v.claim],
+             "run": v.run, "verdict": v.verdict, "mean": v.interval.mean if v.interval else float("nan"),
+             "lo": v.interval.lo if v.interval else float("nan"), "hi": v.interval.hi if v.interval else float("nan"),
+             "n_pairs": v.interval.n if v.interval else 0, "rival": v.rival, "detail": v.detail}
+            for v in judge_all(tables_dir)]
+    return pd.DataFrame(rows, columns=["table", "claim", "source", "paper", "run", "verdict", "mean", "lo", "hi",
+                                       "n_pairs", "rival", "detail"])
 
 
 def verdict_frame(tables_dir: str | os.PathLike) -> pd.DataFrame:
-    """The verdicts as a frame (claim, source, verdict, detail, n_seeds), e.g. for a notebook."""
+    """The profile's own verdicts (claim, source, verdict, detail, n_seeds), e.g. for a notebook."""
     rows = [{"claim": v.claim.text, "source": v.claim.source, "verdict": v.verdict, "detail": v.detail,
              "n_seeds": v.n_seeds} for v in (judge(c, tables_dir) for c in CLAIMS)]
-    return pd.DataFrame(rows, columns=["claim", "source", "verdict", "detail", "n_seeds"]).astype({"n_seeds": np.int64})
+    return pd.DataFrame(rows, columns=["claim", "source", "verdict", "detail", "n_seeds"]).astype({"n_seeds": "int64"})
+
+
+def paper_compute_verdicts(tables_dir: str | os.PathLike) -> list[tuple[str, Verdict]]:
+    """(run setting, verdict) of every claim a paper-compute run could judge (its verdict is not ``not run``)."""
+    tables = RunTables(tables_dir)
+    return [(s, v) for label, s in runs(tables_dir) if s for c in CLAIMS
+            if (v := _judge(c, tables, s, label)).verdict != NOT_RUN]
+
+
+def claims_section(tables_dir: str | os.PathLike, profile: str = "") -> list[str]:
+    """Markdown lines: the register judged on every run (:func:`coftad_lib.paper.claims_report.register_section`)."""
+    from .claims_report import register_section
+
+    return register_section(tables_dir, profile)
+
+
+def paper_compute_claims_section(tables_dir: str | os.PathLike) -> list[str]:
+    """Markdown lines: the claims each paper-compute run could judge (:mod:`coftad_lib.paper.claims_report`)."""
+    from .claims_report import paper_compute_section
+
+    return paper_compute_section(tables_dir)

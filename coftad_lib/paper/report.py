@@ -19,9 +19,15 @@ import pandas as pd
 
 from ..engine.cache import atomic_write_text
 from ..engine.status import relative_to_roots, summary_roots
+from . import paper_compute_rows as pcr
 from .claims import claims_section, paper_compute_claims_section
+from .compute_moves import compute_section
 from .paper_values import TABLE_TITLES, TABLES, display_name
 from .results_tables import MIN_FLAG_POINTS, is_paper_compute
+from .setting import report_setting_lines
+
+#: how a table or row that shows SemiCon is marked (the data here is a synthetic stand-in)
+SEMICON_MARK = "SemiCon: synthetic stand-in"
 
 _TABLE_FILE = re.compile(r"^table_(.+)\.csv$")
 
@@ -63,7 +69,8 @@ def _tables_section(root: Path) -> tuple[list[str], list[pd.DataFrame], set[str]
             s["profile"] = _uniq(df, "profile")
             summaries.append(s)
         extra = f" (+ columns: {_uniq(runs, 'profile')})" if len(runs) else ""
-        lines.append(f"| {name} | {TABLE_TITLES.get(name, '')} | {_uniq(df, 'profile')}{extra} | {_uniq(df, 'backbone')} "
+        what = TABLE_TITLES.get(name, "") + (f" (*{SEMICON_MARK}*)" if "semicon" in set(df.get("dataset", [])) else "")
+        lines.append(f"| {name} | {what} | {_uniq(df, 'profile')}{extra} | {_uniq(df, 'backbone')} "
                      f"| {n_ok} / {n_pend} / {n_miss} / {n_fail} | {' '.join(links)} |")
     return lines + [""], summaries, profiles
 
@@ -109,7 +116,8 @@ def _differences_section(summaries: list[pd.DataFrame], profiles: set[str]) -> l
               "|---|---|---|---|---:|---:|---:|---:|---|"]
     for r in flagged.itertuples():
         ours = f"{r.mean:.1f}" + (f" ± {r.std:.1f}" if r.n_ok > 1 else "")
-        lines.append(f"| {r.table} | {r.setting} | {display_name(r.method)} | {r.task} | {ours} | {r.paper:.2f} "
+        task = f"{r.task} (*{SEMICON_MARK}*)" if r.task == "semicon" else r.task
+        lines.append(f"| {r.table} | {r.setting} | {display_name(r.method)} | {task} | {ours} | {r.paper:.2f} "
                      f"| {r.diff:+.1f} | {r.threshold:.1f} | {r.profile} |")
     return lines + [""]
 
@@ -193,8 +201,21 @@ def _study_section(root: Path) -> list[str]:
             " ".join(paras[0].split()), ""]
 
 
+def _units() -> list[dict[str, Any]]:
+    """The paper-compute runs' unit records (issue 19), for the setting section."""
+    from ..unit_records import read_units
+
+    root = pcr.default_root()
+    return read_units(root) if root.is_dir() else []
+
+
 def write_report(results_dir: str | os.PathLike = "results") -> Path:
-    """Build ``<results_dir>/REPORT.md`` from the tables, figures and status files found there."""
+    """Build ``<results_dir>/REPORT.md`` from the tables, figures and status files found there.
+
+    It opens with the claims register judged on every run (:mod:`coftad_lib.paper.claims_report`),
+    then the setting (what ran against what the paper ran, :mod:`coftad_lib.paper.setting`) and how
+    much the compute moves the answer (:mod:`coftad_lib.paper.compute_moves`).
+    """
     root = Path(results_dir)
     nb_lines, missing, nb_profiles = _notebooks_section(root)
     tab_lines, summaries, tab_profiles = _tables_section(root)
@@ -209,6 +230,8 @@ def write_report(results_dir: str | os.PathLike = "results") -> Path:
     if others:  # results/ holds protocol-cpu; each other profile has its own folder and report
         lines += ["Other profiles: " + ", ".join(f"[{d}]({d}/REPORT.md)" for d in others) + ".", ""]
     lines += claims_section(root / "tables", ", ".join(sorted(tab_profiles)))
+    lines += report_setting_lines(root, _units())
+    lines += compute_section(root / "tables")
     lines += paper_compute_claims_section(root / "tables")
     lines += nb_lines + tab_lines + fig_lines + _differences_section(summaries, profiles)
     lines += _failed_section(root, roots) + _study_section(root)

@@ -173,7 +173,7 @@ def _cell_text(r: pd.Series | None, paper: float, decimals: int, quoted: bool) -
 
 
 def _markdown(summary: pd.DataFrame, df: pd.DataFrame, table: str, columns: Sequence[str],
-              decimals: int, setting_map: Mapping[str, str]) -> str:
+              decimals: int, setting_map: Mapping[str, str], cells_dir: Path | None = None) -> str:
     paper = paper_table(table) if table in TABLES else pd.DataFrame(columns=["setting", "method", "task", "value", "note"])
     smap = dict(setting_map)
     inv = {v: k for k, v in smap.items()}
@@ -190,7 +190,7 @@ def _markdown(summary: pd.DataFrame, df: pd.DataFrame, table: str, columns: Sequ
     sections = [a for a in AXES if a not in columns]
     axis_values = {"setting": settings, "task": tasks}
     lines = [f"# Table {table}: {TABLE_TITLES.get(table, '')}".rstrip(": "), ""]
-    lines += _header(df, decimals, smap)
+    lines += _header(df, decimals, smap, cells_dir)
     sec_combos = _product([axis_values[a] for a in sections])
     for combo in sec_combos:
         fixed = dict(zip(sections, combo, strict=True))
@@ -239,14 +239,18 @@ def _product(lists: Sequence[Sequence[str]]) -> list[tuple[str, ...]]:
     return out
 
 
-def _header(df: pd.DataFrame, decimals: int, smap: Mapping[str, str]) -> list[str]:
+def _header(df: pd.DataFrame, decimals: int, smap: Mapping[str, str], cells_dir: Path | None = None) -> list[str]:
+    # the setting on top, read from the table's cell records (imported here: setting imports this module)
+    from .setting import table_setting_lines
+
     def uniq(col: str) -> str:
         if col not in df:
             return "?"
         vals = sorted({str(v) for v in df[col].dropna()})
         return ", ".join(vals) if vals else "?"
 
-    lines = [f"Profile: {uniq('profile')}; backbone: {uniq('backbone')}; seeds: {uniq('seed')}."]
+    lines = [*table_setting_lines(df, cells_dir),
+             f"Profile: {uniq('profile')}; backbone: {uniq('backbone')}; seeds: {uniq('seed')}."]
     if any(k in df for k in VERSION_KEYS):
         lines.append("Versions: " + "; ".join(f"{k} {uniq(k)}" for k in VERSION_KEYS if k in df) + ".")
     lines += ["", f"AUROC in %: ours as mean ± sample std (ddof=1) over seeds with {decimals} decimal(s), "
@@ -320,7 +324,9 @@ def write_table(df: pd.DataFrame, table: str = "II", out_dir: str | os.PathLike 
     atomic_write_text(paths["csv"], per_seed.to_csv(index=False, float_format="%.4f", lineterminator="\n"))
     ordered = _sort(summary, table, smap)
     atomic_write_text(paths["summary"], ordered.to_csv(index=False, float_format="%.4f", lineterminator="\n"))
-    atomic_write_text(paths["md"], _markdown(ordered, df, table, columns, decimals, smap))
+    # a notebook's cache is <out_dir>/cache beside <out_dir>/tables (RunContext.cache_dir)
+    cells_dir = out.parent / "cache" / "cells"
+    atomic_write_text(paths["md"], _markdown(ordered, df, table, columns, decimals, smap, cells_dir))
     return paths
 
 
