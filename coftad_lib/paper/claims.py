@@ -61,6 +61,7 @@ class Verdict:
     interval: Interval | None = None
     rival: str = ""
     per_task: dict[str, str] = field(default_factory=dict)
+    n_tasks: int = 0
 
 
 class RunTables:
@@ -200,7 +201,8 @@ def _judge_comparisons(claim: Claim, df_b: pd.DataFrame, df_w: pd.DataFrame, tas
     dec = _deciding(comps, verdict) if verdict in (HOLDS, FAILS, UNDECIDED) else None
     if dec is None:
         return Verdict(claim, verdict, _WHY.get(verdict, ""))
-    return Verdict(claim, verdict, _detail(dec), dec.n_seeds, interval=dec.interval, rival=_label(dec.worse))
+    return Verdict(claim, verdict, _detail(dec), dec.n_seeds, interval=dec.interval, rival=_label(dec.worse),
+                   n_tasks=dec.n_tasks)
 
 
 def _judge_count(claim: Claim, df_b: pd.DataFrame, df_w: pd.DataFrame) -> Verdict:

@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from .claim_stats import NOT_RUN, RULE, STATUSES
-from .claims import CLAIMS, Claim, Verdict, judge_all, paper_compute_verdicts, runs
+from .claims import CLAIMS, Claim, RunTables, Verdict, judge_all, paper_compute_verdicts, runs
 from .claims_paper import paper_number
 from .paper_values import TABLE_TITLES, TABLES
 from .results_tables import SETTING_MARK
@@ -34,7 +34,8 @@ def _cell(v: Verdict) -> str:
         return f"**{v.verdict}**"
     several = v.claim.worse.method == "*" or v.claim.worse.setting == "*"
     against = f" vs {v.rival}" if several else ""
-    return f"**{v.verdict}** {v.interval.text()}{against}, n = {v.interval.n}"
+    # the pairs' tasks x seeds: a claim the paper makes over 15 categories may rest on one here
+    return f"**{v.verdict}** {v.interval.text()}{against}, n = {v.interval.n} ({v.n_tasks} x {v.n_seeds})"
 
 
 def _claim_text(c: Claim) -> str:
@@ -49,12 +50,14 @@ def _paper_text(c: Claim) -> str:
     return f"{quote}({c.source})".replace("|", "/")
 
 
-def _legend(found: list[tuple[str, str | None]]) -> list[str]:
-    """Which runs the columns are."""
+def _legend(tables_dir: str | os.PathLike, found: list[tuple[str, str | None]]) -> list[str]:
+    """Which runs the columns are, and which tables each paper-compute run has a column in."""
+    tables = RunTables(tables_dir)
     lines = [f"- **{found[0][0]}**: the profile's own rows, the committed tables under `tables/`."]
-    lines += [f"- **{label}**: a paper-compute run (issue 19, `benchmarks/results/paper_compute/{label}/`), "
-              f"COFT-AD and its pretrained start only: column `{s}` of Tables I and VI."
-              for label, s in found[1:]]
+    for label, s in found[1:]:
+        where = ", ".join(t for t in TABLES if tables.frame(t, s) is not None)
+        lines.append(f"- **{label}**: a paper-compute run (issue 19, `benchmarks/results/paper_compute/{label}/`), "
+                     f"COFT-AD and its pretrained start only: column `{s}` of Table(s) {where}.")
     return lines
 
 
@@ -70,9 +73,10 @@ def register_section(tables_dir: str | os.PathLike, profile: str = "") -> list[s
     head = f" (profile `{profile}`)" if profile else ""
     how = Path(os.path.relpath(Path(__file__).resolve().parent, Path(tables_dir).resolve().parent)).as_posix()
     counts = Counter(v.verdict for v in verdicts if v.run == found[0][0])
-    lines = [f"## Does it reproduce? The paper's claims{head}", "", RULE, "",
+    lines = [f"## Does it reproduce? The paper's claims{head}", "", RULE + " Each cell: verdict, mean difference "
+             "[95 % CI], the row it is against where there are several, n = pairs (tasks x seeds).", "",
              f"The register is data: [claims_register.py]({how}/claims_register.py); the rule: "
-             f"[claim_stats.py]({how}/claim_stats.py). Runs (columns):", "", *_legend(found), "",
+             f"[claim_stats.py]({how}/claim_stats.py). Runs (columns):", "", *_legend(tables_dir, found), "",
              f"{len(CLAIMS)} claims; on {found[0][0]}: "
              + ", ".join(f"{n} {v}" for v, n in sorted(counts.items(), key=lambda x: -x[1])) + ".", ""]
     for table in TABLES:
