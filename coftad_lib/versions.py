@@ -9,7 +9,7 @@ from importlib import metadata
 from pathlib import Path
 
 #: distributions whose versions decide the numbers (order kept in records and tables)
-PACKAGES: tuple[str, ...] = ("torch", "torchvision", "timm", "numpy")
+PACKAGES: tuple[str, ...] = ("torch", "torchvision", "timm", "numpy", "scipy", "scikit-learn", "pillow")
 
 _REPO = Path(__file__).resolve().parents[1]
 

@@ -191,14 +191,21 @@ def _normal_patches(
 ) -> list[dict]:
     """Write one defect-free scan's random patches that are not there yet; their manifest rows.
 
-    Positions are drawn uniformly over the scan's own (W - patch + 1) x (H - patch + 1) top-left
-    corners, so a narrower scan (0094_027_05 is 3796 px wide) just has fewer positions.
+    Positions are drawn without replacement from the scan's grid of non-overlapping patches
+    (floor(W / patch) x floor(H / patch): 16 x 1 for a 4096 x 256 scan; a narrower scan, like
+    0094_027_05 at 3796 px, just has fewer). Non-overlapping, because a shot and a test patch cut
+    from overlapping windows of one scan would share pixels, and the test would partly score the
+    training images; the paper says only "randomly crop".
     """
     rel = img.relative_to(normal_dir)
     size, notes = _scan_header(img, patch)
     rng = rng_for(seed, "aitex_crops", rel.as_posix())  # per scan: other scans do not shift it
-    xs = rng.integers(0, size[0] - patch + 1, size=patches_per_image)
-    ys = rng.integers(0, size[1] - patch + 1, size=patches_per_image)
+    cols, grid_rows = size[0] // patch, size[1] // patch
+    if cols * grid_rows < patches_per_image:
+        raise COFTADInputError(f"{img}: {size[0]} x {size[1]} px holds {cols * grid_rows} non-overlapping "
+                               f"{patch}-px patches; {patches_per_image} were asked (--patches-per-image)")
+    cells = rng.choice(cols * grid_rows, size=patches_per_image, replace=False)
+    xs, ys = (cells % cols) * patch, (cells // cols) * patch
     prefix = "_".join(rel.with_suffix("").parts)
     todo = [(i, int(x), int(y)) for i, (x, y) in enumerate(zip(xs, ys, strict=True))]
     names = [f"normal/{prefix}_p{i}_x{x:04d}_y{y:04d}.png" for i, x, y in todo]
@@ -311,9 +318,8 @@ def prepare_crops(
         out_dir: where ``normal/``, ``defect/``, ``left_out.csv`` and ``manifest.csv`` go.
         seed: chooses the random patch positions; the same seed gives the same patches.
         patch: patch side in pixels (paper: 256, the scans' height).
-        patches_per_image: random patches per defect-free scan (paper: 5). Positions are drawn
-            independently and uniformly within each scan, so two patches of one scan may overlap;
-            the paper says only "randomly crop".
+        patches_per_image: random patches per defect-free scan (paper: 5), drawn from the scan's
+            grid of non-overlapping patches (so no two share pixels); the paper says only "randomly crop".
         center: where the defect patch is centred: ``"bbox"`` (the middle of the defect's bounding
             box, so an elongated defect is covered evenly) or ``"centroid"`` (the mask's centre of
             mass). Either way the window is clamped to the image, and if it then holds no defect

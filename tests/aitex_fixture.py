@@ -71,12 +71,13 @@ def la_mask(width: int, x0: int, x1: int, y0: int, y1: int) -> np.ndarray:
 
 def make_aitex_root(root: Path) -> Path:
     """The official layout under ``root`` with each quirk of the real release, at reduced widths."""
-    write_png(root / "NODefect_images" / "2306881-210020u" / "0001_000_00.png", scan(1024, 1))
-    write_png(root / "NODefect_images" / "2306881-210020u" / "0002_000_00.png", scan(1024, 2, channels=4), "RGBA")
-    write_png(root / "NODefect_images" / "2311517-195063u" / "0003_000_01.png", scan(600, 3))  # narrower
-    write_png(root / "NODefect_images" / "2311517-195063u" / "0004_000_04.png", scan(1024, 7, channels=2))  # LA
+    write_png(root / "NODefect_images" / "2306881-210020u" / "0001_000_00.png", scan(1536, 1))
+    write_png(root / "NODefect_images" / "2306881-210020u" / "0002_000_00.png", scan(1536, 2, channels=4), "RGBA")
+    write_png(root / "NODefect_images" / "2311517-195063u" / "0003_000_01.png", scan(1300, 3))  # narrower
+    write_png(root / "NODefect_images" / "2311517-195063u" / "0004_000_04.png", scan(1536, 7, channels=2))  # LA
     # a 16-bit grey scan: Pillow's own convert("L") would clip it to white
-    wide = scan(300, 8).astype(np.uint16) * 257
+    # (normal scans are >= 5 x 256 px wide: their 5 patches come from a non-overlapping grid)
+    wide = scan(1280, 8).astype(np.uint16) * 257
     write_png(root / "NODefect_images" / "2311517-195063u" / "0005_000_04.png", wide)
     # defect near the right edge: its patch must be clamped inside the image
     write_png(root / "Defect_images" / "0010_002_00.png", scan(1024, 4))

@@ -1,9 +1,9 @@
-"""The committed cache belongs to the committed code: each record sits under today's key of its work.
+"""The committed cache belongs to the committed code: each record sits under today's key of its work,
+and its AUROC recomputes from its own stored scores.
 
-A record's key hashes the code fingerprint (:mod:`coftad_lib.engine.fingerprint`), so a change to a
-hashed file (say a new top-level module that only reads results, not listed as reporting) moves
-every key: ``make reproduce PROFILE=protocol-cpu`` would then find none of the committed cells and
-render every table as *not computed yet*. This test catches that before it lands.
+A record's key hashes the code its cell runs (:mod:`coftad_lib.engine.code_closure`) and the data it
+read, so a change to that code moves the method's keys: ``make reproduce PROFILE=protocol-cpu`` would
+then render those cells as *not computed yet*. This test says so before it lands.
 """
 
 from __future__ import annotations
@@ -29,5 +29,21 @@ def test_every_committed_record_is_found_under_todays_key():
     assert not stale, (
         f"{len(stale)} of {len(paths)} committed records are not under today's key (first: {stale[0]}): code "
         "that decides results changed. Recompute them (python -m coftad_lib.reproduce --profile protocol-cpu "
-        "--cells-only), or, if the changed module cannot move a result, list it in "
-        "coftad_lib/engine/fingerprint.py's REPORTING_MODULES")
+        "--cells-only) or restore the code")
+
+
+def test_every_committed_auroc_recomputes_from_its_stored_scores():
+    import numpy as np
+
+    from coftad_lib.engine.testset_files import join_test_set
+    from coftad_lib.metrics import auroc
+
+    paths = sorted(CELLS.glob("*.json"))
+    if not paths:
+        pytest.skip("no committed cell records")
+    off = []
+    for path in paths:
+        rec = join_test_set(json.loads(path.read_text()), CELLS.parent)
+        if rec.get("status") == "ok" and auroc(np.asarray(rec["scores"]), np.asarray(rec["labels"])) != rec["auroc"]:
+            off.append(path.name)
+    assert not off, f"{len(off)} records' AUROC does not recompute from their scores (first: {off[0]})"

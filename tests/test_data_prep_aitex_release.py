@@ -46,7 +46,7 @@ def test_aitex_crops_release_quirks(tmp_path: Path):
     assert "scan mode LA" in notes["NODefect_images/2311517-195063u/0004_000_04.png"]
     assert "scan mode I;16" in notes["NODefect_images/2311517-195063u/0005_000_04.png"]
     plain = notes["NODefect_images/2306881-210020u/0001_000_00.png"]
-    assert plain == "scan 1024x256, not 4096x256: patch kept inside it"
+    assert plain == "scan 1536x256, not 4096x256: patch kept inside it"
     # the loader hands all of it on in task.info
     task = aitex.load(out, shots=2, seed=0, n_test_normal=10)
     assert task.info["n_test_defect"] == 3 and len(task.info["left_out"]) == 2
@@ -57,7 +57,7 @@ def test_aitex_crops_release_quirks(tmp_path: Path):
 def test_aitex_crops_split_defect_falls_back_to_densest_window(tmp_path: Path):
     """Two defect parts far apart: the bbox-centred window would hold neither, so the densest one is taken."""
     root = tmp_path / "aitex"
-    write_png(root / "NODefect_images" / "f" / "0001_000_00.png", scan(400, 1))
+    write_png(root / "NODefect_images" / "f" / "0001_000_00.png", scan(1280, 1))
     write_png(root / "Defect_images" / "0001_002_00.png", scan(1024, 2))
     write_png(root / "Mask_images" / "0001_002_00_mask1.png", band_mask(1024, 10, 20, 100, 110))  # 100 px
     write_png(root / "Mask_images" / "0001_002_00_mask2.png", band_mask(1024, 980, 1000, 100, 110))  # 200 px

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from coftad_lib.engine.cells import cell_path
+from coftad_lib.engine.data_identity import DataIds
 from coftad_lib.paper.profiles import derive, get_profile
 from coftad_lib.reproduce import __main__ as cli
 from coftad_lib.reproduce import plan as plan_mod
@@ -39,7 +40,9 @@ def test_cells_only_fills_the_cache_without_jupyter(flowers_root, tmp_path):
     proc = subprocess.run([sys.executable, "-c", BLOCKER, *args], capture_output=True, text=True, cwd=REPO,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    cells = plan_mod.notebook_cells(next((REPO / "notebooks").glob("13_*.ipynb")), TINY_PROFILE, [0])
+    # the run's cells name their data (the same ids the run computed from DATA_ROOT)
+    tiny = {**TINY_PROFILE, "data_ids": DataIds([str(data), str(REPO / "prepared_data")], out / "cache")}
+    cells = plan_mod.notebook_cells(next((REPO / "notebooks").glob("13_*.ipynb")), tiny, [0])
     assert cells and f"{len(cells)} cells into" in proc.stdout and f"{len(cells)} ok" in proc.stdout
     assert not (out / "executed").exists()  # no notebook ran
     for cell in cells:  # what the notebook will look up is there
@@ -48,7 +51,7 @@ def test_cells_only_fills_the_cache_without_jupyter(flowers_root, tmp_path):
     # Table X's per-column scorings are cached too: a cache-only render finds every column
     from coftad_lib.paper.specs import get_spec
 
-    df = get_spec("X").run(TINY_PROFILE, [0], data, out / "cache", executor="cache")
+    df = get_spec("X").run(tiny, [0], data, out / "cache", executor="cache")
     assert len(df) and set(df["status"]) == {"ok"}
     # a second call finds every cell cached and computes nothing
     proc2 = subprocess.run([sys.executable, "-c", BLOCKER, *args], capture_output=True, text=True, cwd=REPO,

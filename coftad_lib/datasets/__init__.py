@@ -14,6 +14,10 @@ from typing import Any
 from ..errors import COFTADInputError
 from .task import FewShotTask
 
+#: a name table for cell keys (coftad_lib/engine/code_closure.py): adding a dataset here moves no
+#: other dataset's key; each cell's key holds its own DATASETS entry
+__key_table__ = True
+
 #: dataset name -> module in this package implementing it
 DATASETS: dict[str, str] = {
     "flowers17": "flowers17",

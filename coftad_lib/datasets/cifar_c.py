@@ -398,3 +398,12 @@ def _subsample(n: int, k: int | None, rng: np.random.Generator) -> np.ndarray:
     if k is None or k >= n:
         return np.arange(n)
     return np.sort(rng.choice(n, size=k, replace=False))
+
+
+def data_sources(root: Path, task_args: dict) -> list[Path]:
+    """What a task reads, for its cells' data id (:mod:`coftad_lib.engine.data_identity`): the
+    corruption files and the clean images (both splits when the clean root is a ``test/`` folder)."""
+    root = Path(root)
+    variant = task_args.get("variant") or task_args.get("dataset", "cifar10c")
+    clean = _find_clean_root(root, task_args.get("clean_root"), variant, _read_meta(root) if root.is_dir() else None)
+    return [root, clean.parent if clean.name == "test" else clean]

@@ -121,3 +121,11 @@ def load(
             "protocol": "shots from train/good; test = all of test/ (good=0, defects=1)",
         },
     )
+
+
+def data_sources(root: Path, task_args: dict) -> list[Path]:
+    """The folder a task reads, for its cells' data id (:mod:`coftad_lib.engine.data_identity`):
+    only its category, so that adding a category leaves the others' keys alone."""
+    root = Path(root)
+    category = task_args.get("task", "bottle")
+    return [root if (root / "train").is_dir() else root / category]

@@ -24,7 +24,6 @@ Anything else (e.g. a figure's own computation) goes through :func:`coftad_lib.e
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import os
@@ -38,23 +37,49 @@ import numpy as np
 
 from ..errors import COFTADInputError, DatasetNotFoundError, WeightsUnavailableError
 from ..versions import VERSION_KEYS, library_version, versions
-from . import data_paths
+from . import compute, data_paths
 from .cache import atomic_save_npz, atomic_write_json, canonical_json, digest, load_npz
+from .code_closure import closure_digest
+from .compute import TEST_PROTOCOL_KEYS, loader_params, stored_scores  # noqa: F401  (re-exported)
 from .data_paths import DATA_ROOT_TOKEN, DATASET_DIRS, _resolve_root_token, data_roots, dataset_root  # noqa: F401  (re-exported)
 from .fingerprint import code_fingerprint
+from .kernels import kernel_info
 from .testset_files import read_record, split_test_set
 from .threads import CPU_CELL_THREADS, cell_thread_count, cell_threads  # noqa: F401  (re-exported)
 
 KINDS: tuple[str, ...] = ("score", "embed")
 
-#: ``task_args`` keys applied by :func:`run_cell` to the loaded task rather than passed to the loader
-#: (both via :mod:`coftad_lib.datasets.protocols`, seeded with the cell's seed):
-#: ``max_test_per_class``: int, keep at most this many normal and this many anomalous test items;
-#: ``imbalanced``: ``{"n_normal": 500, "n_anomalies": 5}`` for Table IX.
-TEST_PROTOCOL_KEYS: tuple[str, ...] = ("max_test_per_class", "imbalanced")
-
 #: bump when the record layout changes, so old cache entries are not read as new ones
-RECORD_SCHEMA = 1
+#: (2: keys from the code closure and the data id; exact scores; kernels recorded)
+RECORD_SCHEMA = 2
+
+#: modules of the engine whose code decides every cell's numbers (roots of each cell's code closure)
+ENGINE_ROOTS: tuple[str, ...] = ("coftad_lib.engine.compute", "coftad_lib.engine.threads")
+
+
+def table_entries(method: str, dataset: str) -> dict[str, Any]:
+    """A cell's entries in the name tables its closure leaves out: the method's module, class and
+    fixed arguments (:mod:`coftad_lib.methods.registry`), the dataset's module."""
+    from ..datasets import DATASETS
+    from ..methods.registry import FIXED_KWARGS, METHODS
+
+    spec = METHODS.get(method)
+    return {"method": [spec.module, spec.cls] if spec else None, "fixed": FIXED_KWARGS.get(method, {}),
+            "dataset": DATASETS.get(dataset)}
+
+
+def code_roots(method: str, dataset: str) -> tuple[str, ...]:
+    """Modules whose import closure is the code a cell of ``method`` on ``dataset`` runs:
+    the method's module (from the registry), the dataset's loader, and :data:`ENGINE_ROOTS`."""
+    from ..datasets import DATASETS
+    from ..methods.registry import METHODS
+
+    roots = list(ENGINE_ROOTS)
+    if method in METHODS:
+        roots.append(METHODS[method].module)
+    if dataset in DATASETS:
+        roots.append(f"coftad_lib.datasets.{DATASETS[dataset]}")
+    return tuple(roots)
 
 
 @dataclass(frozen=True)
@@ -75,6 +100,8 @@ class Cell:
         setting: table setting label (default ``"<shots>-shot"``), e.g. ``"ResNet50"``, ``"N_A=5"``.
         label: table row name when it is not ``method`` (e.g. ``"ablation:contrastive"``).
         kind: ``"score"`` or ``"embed"`` (see module docstring).
+        data: the id of the data the cell reads (:class:`coftad_lib.engine.data_identity.DataIds`,
+            ``"sha256:..."``); None: not named (the key then holds no data).
 
     ``table``, ``setting`` and ``label`` are labels, not part of :meth:`key`: the same work asked
     for by two tables (Table VII's 10-shot COFT-AD is Table V's) runs once.
@@ -91,6 +118,7 @@ class Cell:
     setting: str | None = None
     label: str | None = None
     kind: str = "score"
+    data: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("table", "dataset", "task", "method"):
@@ -123,23 +151,41 @@ class Cell:
 
     def work(self) -> dict[str, Any]:
         """The fields that decide the result (everything except the labels table/setting/label)."""
-        return {"dataset": self.dataset, "task": self.task, "shots": self.shots, "method": self.method,
+        work = {"dataset": self.dataset, "task": self.task, "shots": self.shots, "method": self.method,
                 "method_kwargs": dict(self.method_kwargs), "seed": self.seed,
                 "task_args": dict(self.task_args), "kind": self.kind}
+        if self.data is not None:
+            work["data"] = self.data
+        return work
+
+    def code(self) -> str:
+        """Digest of the code this cell runs (:func:`~coftad_lib.engine.code_closure.closure_digest`
+        of :func:`code_roots`) and of its entries in the method and dataset name tables: another
+        method's or dataset's code never enters it."""
+        return digest({"closure": closure_digest(code_roots(self.method, self.dataset)),
+                       "entries": table_entries(self.method, self.dataset)})
 
     def key(self) -> str:
-        """SHA-256 of the cell's work (canonical JSON) + library version + record schema
-        + :func:`~coftad_lib.engine.fingerprint.code_fingerprint` (the source of the method and data code).
+        """SHA-256 of the cell's work (canonical JSON, its data id included) + record schema + :meth:`code`.
 
-        No run label (profile name) enters: the same work under two profiles is one cell.
+        No run label (profile name) and no library version enter: the same work under two profiles
+        is one cell, and only a change to the code the cell runs moves its key.
         """
-        return digest({"cell": self.work(), "coftad_lib": library_version(), "schema": RECORD_SCHEMA,
-                       "code": code_fingerprint()})
+        return digest({"cell": self.work(), "schema": RECORD_SCHEMA, "code": self.code()})
+
+    def fingerprint_key(self, fingerprint: str | None = None) -> str:
+        """The key this cell had under schema 1, when one hash of every result-deciding file
+        (``fingerprint``, default today's :func:`code_fingerprint`) was in every key
+        (:func:`~coftad_lib.engine.rekey.rekey_cache` moves those records)."""
+        work = {k: v for k, v in self.work().items() if k != "data"}
+        return digest({"cell": work, "coftad_lib": library_version(), "schema": 1,
+                       "code": fingerprint or code_fingerprint()})
 
     def legacy_key(self, profile: str) -> str:
         """The key this cell had before keys left the profile name out (:func:`~coftad_lib.engine.migrate.migrate_cache`)."""
-        return digest({"cell": self.work(), "profile": profile, "coftad_lib": library_version(),
-                       "schema": RECORD_SCHEMA, "code": code_fingerprint()})
+        work = {k: v for k, v in self.work().items() if k != "data"}
+        return digest({"cell": work, "profile": profile, "coftad_lib": library_version(),
+                       "schema": 1, "code": code_fingerprint()})
 
 
 def cell_path(cache_dir: str | os.PathLike, key: str) -> Path:
@@ -152,49 +198,17 @@ def _load_task(dataset: str, root: Path, shots: int, seed: int, **task_args: Any
     return load_task(dataset, root, shots=shots, seed=seed, **task_args)
 
 
-def loader_params(dataset: str) -> set[str] | None:
-    """Argument names of the dataset module's ``load``; None when the module cannot be imported."""
-    try:
-        from ..datasets import dataset_module
-        return set(inspect.signature(dataset_module(dataset).load).parameters)
-    except (ImportError, COFTADInputError, AttributeError, ValueError, TypeError):
-        return None
-
-
 def load_cell_task(cell: Cell, data_root: str | os.PathLike | Mapping[str, Any]):
-    """The cell's FewShotTask: loader arguments from ``task_args``, then :data:`TEST_PROTOCOL_KEYS`.
-
-    A ``max_test_per_class`` cap is also handed to loaders that can subsample while loading
-    (CIFAR-C's ``max_test_normal`` / ``max_test_per_corruption``), so that they do not build the
-    full test set first; the exact cap is then applied to the loaded task.
-    """
-    from ..datasets import protocols
-
+    """The cell's FewShotTask: loader arguments from ``task_args`` (``{DATA_ROOT}`` resolved), then
+    the test protocol (:func:`coftad_lib.engine.compute.load_protocol_task`)."""
     args = {k: _resolve_root_token(v, data_root) for k, v in cell.task_args.items()}
-    cap = args.pop("max_test_per_class", None)
-    imbalanced = args.pop("imbalanced", None)
-    params = loader_params(cell.dataset) or set()
-    if cap is not None and {"max_test_normal", "max_test_per_corruption"} <= params:
-        args.setdefault("max_test_normal", cap)
-        args.setdefault("max_test_per_corruption", cap)
-    task = _load_task(cell.dataset, dataset_root(data_root, cell.dataset), cell.shots, cell.seed, **args)
-    if cap is not None:
-        task = protocols.subsample_test(task, max_normal=cap, max_anomalies=cap, seed=cell.seed)
-    if imbalanced is not None:
-        if not isinstance(imbalanced, Mapping) or set(imbalanced) - {"n_normal", "n_anomalies"}:
-            raise COFTADInputError(f"task_args['imbalanced']={imbalanced!r}: expected {{'n_normal': int, 'n_anomalies': int}}")
-        task = protocols.imbalanced(task, seed=cell.seed, **imbalanced)
-    return task
+    return compute.load_protocol_task(cell.dataset, dataset_root(data_root, cell.dataset), cell.shots, cell.seed,
+                                      args, loader=_load_task)
 
 
 def make_detector(method: str, **kwargs: Any):
-    from ..methods import make_detector
-    return make_detector(method, **kwargs)
-
-
-def _auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    from ..metrics import auroc
-    return auroc(scores, labels)
+    """A registry detector (:func:`coftad_lib.engine.compute.make_detector`)."""
+    return compute.make_detector(method, **kwargs)
 
 
 def _how_to_get(dataset: str) -> str:
@@ -230,7 +244,7 @@ def base_record(cell: Cell, profile: str) -> dict[str, Any]:
     return {"key": cell.key(), "dataset": cell.dataset, "task": cell.task, "shots": cell.shots,
             "method": cell.method, "kind": cell.kind, "seed": cell.seed, "profile": prof,
             "backbone": backbone, "method_kwargs": dict(cell.method_kwargs),
-            "task_args": dict(cell.task_args),
+            "task_args": dict(cell.task_args), "data": cell.data,
             "versions": versions(str(cell.method_kwargs.get("device", "auto"))), "schema": RECORD_SCHEMA}
 
 
@@ -250,7 +264,7 @@ def compute_record(cell: Cell, data_root: str | os.PathLike | Mapping[str, Any],
     ``"missing"`` record (raised with ``strict``); any other error propagates.
     """
     with cell_threads(str(cell.method_kwargs.get("device", "auto"))) as threads:
-        base = {**base_record(cell, profile), "threads": threads}
+        base = {**base_record(cell, profile), "threads": threads, **kernel_info()}
         try:
             task = load_cell_task(cell, data_root)
             detector = make_detector(cell.method, seed=cell.seed, **cell.method_kwargs)
@@ -280,41 +294,17 @@ def pending_record(cell: Cell, profile: str) -> dict[str, Any]:
                       "message": f"not computed yet: `{how}` computes the missing cells (resumable)"}, cell, False)
 
 
-#: significant digits of the per-item scores a record stores. The record's AUROC is computed from
-#: the full-precision scores first; 8 digits keep every rank of a test set's scores in practice and
-#: halve a CIFAR-10-C record (10,000 scores), which matters for the committed protocol-cpu cache.
-SCORE_DIGITS = 8
-
-
-def stored_scores(scores: np.ndarray) -> list[float]:
-    """(M,) scores as a record stores them: floats rounded to :data:`SCORE_DIGITS` significant digits."""
-    return [float(f"{s:.{SCORE_DIGITS}g}") for s in np.asarray(scores, dtype=np.float64).ravel()]
-
-
 def finish_record(cell: Cell, base: Mapping[str, Any], task: Any, detector: Any, fit_s: float,
                   data_root: Any = ()) -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
-    """Score (and embed) with a fitted ``detector``; the ``"ok"`` record and the features, as :func:`compute_record`;
-    ``task_info`` names ``data_root``'s folders ``{DATA_ROOT}`` (:func:`.data_paths.with_root_tokens`)."""
-    t0 = time.perf_counter()
-    scores = np.asarray(detector.score_samples(task.test), dtype=np.float64).ravel()
-    score_s = time.perf_counter() - t0
-    feats = None
-    if cell.kind == "embed":
-        if not hasattr(detector, "embed"):
-            raise COFTADInputError(f"Cell.kind='embed' but detector {cell.method!r} has no embed()")
-        feats = {"train": np.asarray(detector.embed(task.train)), "test": np.asarray(detector.embed(task.test))}
-    labels = np.asarray(task.test_labels, dtype=np.int64)
-    if scores.shape != labels.shape:
-        raise COFTADInputError(f"{cell.method}.score_samples returned {scores.shape[0]} scores for "
-                               f"{labels.shape[0]} test items of {cell.dataset}/{cell.task}")
-    record = {**base, "status": "ok", "message": "", "how_to_get": "",
-              "auroc": _auroc(scores, labels), "scores": stored_scores(scores), "labels": labels.tolist(),
-              "test_ids": [str(i) for i in task.test_ids], "test_kinds": [str(k) for k in task.test_kinds],
-              "n_train": int(task.shots), "n_test": int(labels.size), "n_anomalous": int(labels.sum()),
-              "fit_seconds": round(fit_s, 3), "score_seconds": round(score_s, 3),
+    """Score (and embed) with a fitted ``detector`` (:func:`coftad_lib.engine.compute.score_task`): the
+    ``"ok"`` record and the features, as :func:`compute_record`; ``task_info`` names ``data_root``'s
+    folders ``{DATA_ROOT}`` (:func:`.data_paths.with_root_tokens`)."""
+    fields, feats = compute.score_task(detector, task, embed=cell.kind == "embed",
+                                       what=f"{cell.method} on {cell.dataset}/{cell.task}")
+    record = {**base, "status": "ok", "message": "", "how_to_get": "", **fields,
+              "fit_seconds": round(fit_s, 3),
               "task_info": data_paths.with_root_tokens(_jsonable(task.info), data_root), "features": None}
     if feats is not None:
-        feats["labels"] = labels
         record["features"] = f"{record['key']}.npz"
     return _labelled(record, cell, False), feats
 

@@ -1,4 +1,9 @@
-"""Code fingerprint of a cell's result: a hash of the source files that decide it.
+"""Schema-1 code fingerprint (one hash of every result-deciding file), and :func:`code_text`.
+
+Cell keys no longer hold this fingerprint: since record schema 2 each key holds the digest of the
+code its own cell runs (:mod:`coftad_lib.engine.code_closure`). The fingerprint stays for reading
+older caches: :mod:`coftad_lib.engine.rekey` and :mod:`coftad_lib.engine.migrate` recognise a
+schema-1 record by it. What follows describes how it was computed.
 
 A cell's cache key (:meth:`coftad_lib.engine.cells.Cell.key`) includes this fingerprint, so a
 change to a method, a loss, a backbone or a dataset loader invalidates the cached records it

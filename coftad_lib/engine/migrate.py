@@ -37,7 +37,7 @@ def record_cell(rec: Mapping[str, Any], table: str = "migrate") -> Cell:
     Raises KeyError when the record lacks a work field, COFTADInputError when one is invalid."""
     return Cell(table=table, dataset=rec["dataset"], task=rec["task"], shots=rec["shots"], method=rec["method"],
                 method_kwargs=rec["method_kwargs"], seed=rec["seed"], task_args=rec["task_args"],
-                kind=rec.get("kind", "score"))
+                kind=rec.get("kind", "score"), data=rec.get("data"))
 
 
 def migrate_cache(cache_dir: str | os.PathLike) -> int:

@@ -22,6 +22,10 @@ from ..errors import COFTADInputError
 from .base import BaseDetector
 from .scorers import SCORERS, make_scorer
 
+#: a name table for cell keys (coftad_lib/engine/code_closure.py): adding a method here moves no
+#: other method's key; each cell's key holds its own METHODS and FIXED_KWARGS entries
+__key_table__ = True
+
 COMMON_KWARGS = ("backbone", "pretrained", "weights_path", "image_size", "steps", "batch_size", "lr",
                  "preset", "seed", "device", "progress", "eval_batch_size")
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..engine.data_identity import DataIds
 from ..engine.data_paths import data_roots
 from ..engine.executors import EXECUTORS, get_executor
 from ..engine.status import record_status, relative_to_roots
@@ -52,8 +53,10 @@ class RunContext:
 
     @functools.cached_property
     def settings(self) -> dict[str, Any]:
-        """The profile with its overrides applied (:func:`~coftad_lib.paper.profiles.derive`)."""
-        return derive(self.profile, self.overrides)
+        """The profile with its overrides applied (:func:`~coftad_lib.paper.profiles.derive`), and the
+        run's data ids (``"data_ids"``: :class:`~coftad_lib.engine.data_identity.DataIds`), which
+        every cell's key holds."""
+        return {**derive(self.profile, self.overrides), "data_ids": DataIds(self.data_roots, self.cache_dir)}
 
     @property
     def name(self) -> str:

@@ -10,6 +10,7 @@ of the run's label) and its new one. Those cost GPU fits; nothing is recomputed 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,15 +37,21 @@ def _misc(cache: Path, name: str, old_parts: Any, new_parts: Any) -> int:
     return moved
 
 
-def migrate_run(ctx: Any) -> int:
+def migrate_run(ctx: Any, old_key: Callable[[Any], str] | None = None) -> int:
     """Rename the fitted models, rescorings and t-SNE maps of ``ctx``'s cells (a
-    :class:`~coftad_lib.paper.context.RunContext`) from their old keys; returns how many moved."""
+    :class:`~coftad_lib.paper.context.RunContext`) from their old keys; returns how many moved.
+
+    ``old_key(cell)``: the key to move from (default: the key with the profile name,
+    :meth:`~coftad_lib.engine.cells.Cell.legacy_key`); :mod:`coftad_lib.engine.rekey`'s schema-1
+    move passes :meth:`~coftad_lib.engine.cells.Cell.fingerprint_key`.
+    """
     cache, moved = Path(ctx.cache_dir), 0
     if not cache.is_dir():
         return 0
+    old_key = old_key or (lambda cell: cell.legacy_key(ctx.name))
     for spec in SPECS.values():
         for cell in spec.cells(ctx.settings, ctx.seeds):
-            old, new = cell.legacy_key(ctx.name), cell.key()
+            old, new = old_key(cell), cell.key()
             moved += _move(cache / "models" / old, cache / "models" / new)
             if spec.cache_name:
                 variants, extra = spec.variants(ctx.settings)

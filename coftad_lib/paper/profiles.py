@@ -333,6 +333,9 @@ def make_cell(table: str, dataset: str, task: str, shots: int, method: str, seed
         cap = table_limits(prof, table).get("max_test_per_class")
         if cap is not None:
             args.setdefault("max_test_per_class", cap)
+    # the run's data ids (RunContext.settings): the key names the data the cell reads
+    ids = prof.get("data_ids")
     return Cell(table=table, dataset=dataset, task=task, shots=shots, method=method,
                 method_kwargs=detector_kwargs(prof, method, **method_overrides), seed=seed,
-                task_args=args, setting=setting, label=label, kind=kind)
+                task_args=args, setting=setting, label=label, kind=kind,
+                data=ids(dataset, args) if ids is not None else None)

@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify-seed", type=int, default=None, metavar="S",
                    help="seed of --verify's draw (default: a new draw each time)")
     p.add_argument("--verify-key", type=_csv, default=(), metavar="KEY[,KEY]",
-                   help="with --verify: recompute these cells (key prefixes) instead of a random draw")
+                   help="recompute these cells (key prefixes) instead of a random draw (implies --verify)")
     p.add_argument("--no-download", action="store_true",
                    help="fetch no dataset before the run (default: fetch the public ones the notebooks need "
                         "and lack into --data-root; also $COFTAD_NO_DOWNLOAD=1)")
@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, run the series, return the exit code."""
     args = build_parser().parse_args(argv)
+    if args.verify_key and args.verify is None:  # naming cells asks to verify them
+        args.verify = len(args.verify_key)
     try:
         params = dict(parse_param(t) for t in args.param)
         if args.verify is not None:
@@ -152,4 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # before anything imports torch: every cell of every run on the same CPU kernels (engine/kernels.py)
+    from ..engine.kernels import ensure_pinned
+
+    ensure_pinned(sys.argv[1:], "coftad_lib.reproduce")
     sys.exit(main())

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.cells import Cell, compute_record
+from ..engine.data_identity import DataIds
+from ..engine.kernels import kernel_info
 from ..engine.testset_files import join_test_set
 from ..errors import COFTADInputError, DatasetNotFoundError, WeightsUnavailableError
 
@@ -45,7 +47,21 @@ def cell_of(record: Mapping[str, Any]) -> Cell:
     """The :class:`Cell` whose work produced ``record`` (labels are not part of the work)."""
     return Cell(table="verify", dataset=record["dataset"], task=record["task"], shots=int(record["shots"]),
                 method=record["method"], method_kwargs=record["method_kwargs"], seed=int(record["seed"]),
-                task_args=record["task_args"], kind=record.get("kind", "score"))
+                task_args=record["task_args"], kind=record.get("kind", "score"), data=record.get("data"))
+
+
+def kernel_mismatch(record: Mapping[str, Any], here: Mapping[str, str]) -> str:
+    """Why this process cannot repeat ``record`` bit for bit ("" when it can): the record was computed
+    on native kernels of another CPU capability, or with the AVX2 pin this process lacks (or the reverse)."""
+    kernels, cap = record.get("kernels"), record.get("cpu_capability")
+    if kernels is None:
+        return ""  # recorded before kernels were: try, and say so if it differs
+    if kernels != here["kernels"]:
+        return (f"the record was computed with {kernels} kernels, this process runs {here['kernels']} "
+                f"(run through `python -m coftad_lib.reproduce`, which pins AVX2; $COFTAD_KERNELS)")
+    if kernels == "native" and cap != here["cpu_capability"]:
+        return f"the record needs native {cap} kernels; this machine runs {here['cpu_capability']}"
+    return ""
 
 
 @contextmanager
@@ -64,11 +80,14 @@ def _threads_of(record: Mapping[str, Any]):
             os.environ["COFTAD_CELL_THREADS"] = before
 
 
-def verify_record(record: Mapping[str, Any], data_root: Any, tolerance: float = TOLERANCE) -> dict[str, Any]:
+def verify_record(record: Mapping[str, Any], data_root: Any, tolerance: float = TOLERANCE,
+                  data_ids: Any = None) -> dict[str, Any]:
     """Recompute one record's cell: ``{"key", "what", "status", "recorded", "recomputed", "diff", "message"}``.
 
     ``status`` is ``"same"``, ``"differs"``, ``"stale"`` (the code changed: the cell's key today is
-    not the record's), ``"missing"`` (data or weights absent) or ``"failed"``.
+    not the record's), ``"other data"`` (``data_ids``, a :class:`~coftad_lib.engine.data_identity.DataIds`,
+    finds another data id here), ``"needs other kernels"`` (:func:`kernel_mismatch`), ``"missing"``
+    (data or weights absent) or ``"failed"``.
     """
     cell = cell_of(record)
     what = (f"{record['method']} on {record['dataset']}/{record['task']}, {record['shots']} shots, "
@@ -77,8 +96,16 @@ def verify_record(record: Mapping[str, Any], data_root: Any, tolerance: float = 
                            "recomputed": None, "diff": None, "message": ""}
     if cell.key() != record["key"]:
         return {**out, "status": "stale",
-                "message": "the code or library version changed since this record was computed (key today: "
+                "message": "the code this cell runs changed since this record was computed (key today: "
                            f"{cell.key()[:12]}); it cannot be recomputed as it was"}
+    if data_ids is not None and cell.data is not None:
+        here = data_ids(cell.dataset, cell.task_args)
+        if here != cell.data:
+            return {**out, "status": "other data",
+                    "message": f"the record read data {cell.data}; the data here is {here}"}
+    mismatch = kernel_mismatch(record, kernel_info())
+    if mismatch:
+        return {**out, "status": "needs other kernels", "message": mismatch}
     try:
         with _threads_of(record):
             fresh, _ = compute_record(cell, data_root, str(record.get("profile", "")), strict=True)
@@ -86,9 +113,12 @@ def verify_record(record: Mapping[str, Any], data_root: Any, tolerance: float = 
         return {**out, "status": "missing", "message": str(exc).splitlines()[0]}
     except Exception as exc:  # noqa: BLE001  (a verification reports, it does not crash)
         return {**out, "status": "failed", "message": f"{type(exc).__name__}: {exc}"}
-    diff = abs(float(fresh["auroc"]) - out["recorded"])
-    return {**out, "recomputed": float(fresh["auroc"]), "diff": diff,
-            "status": "same" if diff <= tolerance else "differs"}
+    # a schema-1 record's AUROC came from unrounded scores; its stored scores were rounded (engine/rekey.py)
+    recorded = float(record.get("auroc_unrounded", record["auroc"]))
+    diff = abs(float(fresh["auroc"]) - recorded)
+    note = "" if record.get("kernels") else "computed before records named their kernels (2026-12-07)"
+    return {**out, "recorded": recorded, "recomputed": float(fresh["auroc"]), "diff": diff,
+            "status": "same" if diff <= tolerance else "differs", "message": note if diff > tolerance else ""}
 
 
 def verify(cache_dir: str | os.PathLike, data_root: Any, n: int, *, seed: int | None = None,
@@ -106,16 +136,18 @@ def verify(cache_dir: str | os.PathLike, data_root: Any, n: int, *, seed: int | 
             raise COFTADInputError(f"--verify-key {', '.join(keys)}: no such cell in {cache_dir}")
     else:
         chosen = random.Random(seed).sample(records, min(n, len(records)))
-    print(f"[verify] recomputing {len(chosen)} of {len(records)} committed cells (tolerance {tolerance:g} AUROC)",
-          flush=True)
-    results = []
+    here = kernel_info()
+    print(f"[verify] recomputing {len(chosen)} of {len(records)} committed cells (tolerance {tolerance:g} AUROC) "
+          f"on {here['kernels']} kernels, CPU capability {here['cpu_capability']}", flush=True)
+    results, ids = [], DataIds(data_root)
     for rec in chosen:
-        res = verify_record(rec, data_root, tolerance)
+        res = verify_record(rec, data_root, tolerance, data_ids=ids)
         results.append(res)
         nums = (f"recorded {res['recorded']:.6f}, recomputed {res['recomputed']:.6f}, diff {res['diff']:.2g}"
+                + (f" ({res['message']})" if res["message"] else "")
                 if res["recomputed"] is not None else res["message"])
         print(f"[verify] {res['status']}: {res['what']}: {nums}", flush=True)
     statuses = {r["status"] for r in results}
-    if statuses & {"differs", "stale", "failed"}:
+    if statuses & {"differs", "stale", "failed", "other data", "needs other kernels"}:
         return 1
     return 3 if "missing" in statuses else 0
