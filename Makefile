@@ -10,7 +10,7 @@ REPRODUCE_ARGS ?=
 PYPROJECT_HASH := $(shell $(PYTHON3) -c "import hashlib,pathlib;print(hashlib.sha256(pathlib.Path('pyproject.toml').read_bytes()).hexdigest()[:16])")
 STAMP := $(VENV)/.installed-$(PYPROJECT_HASH)
 
-.PHONY: test reproduce venv clean-results paper-dry plan lab
+.PHONY: test reproduce venv clean-results paper-dry plan lab book
 
 venv: $(STAMP)
 
@@ -34,6 +34,16 @@ PAPER_DRY_OUT ?= .cache/paper-dry
 paper-dry: $(STAMP)
 	$(PY) -m coftad_lib.reproduce --profile paper-dry --out $(PAPER_DRY_OUT)/results \
 		--prep-dir $(PAPER_DRY_OUT)/prepared_data $(REPRODUCE_ARGS)
+
+# The executed notebooks as a static, offline, searchable book in $(BOOK_RESULTS)/book/ (open its
+# index.html; docs/RUNNING.md, "The book"). Built from $(BOOK_RESULTS)/notebooks/, which `make reproduce
+# PROFILE=protocol-cpu` writes (rendering from the committed cell cache); without them the committed
+# book stays as it is. The builder (Sphinx, myst-nb, Furo) is in the test extra. BOOK_RESULTS=results/smoke
+# for the smoke profile's; BOOK_ARGS="--notebooks DIR --out DIR" to choose the input and output.
+BOOK_RESULTS ?= results
+BOOK_ARGS ?=
+book: $(STAMP)
+	$(PY) -m coftad_lib.reproduce.book --results $(BOOK_RESULTS) $(BOOK_ARGS)
 
 # What `make reproduce` would run and for how long (runs nothing)
 plan: $(STAMP)
