@@ -95,5 +95,8 @@ def report(a: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
+    from coftad_lib.engine.kernels import ensure_pinned
+
+    ensure_pinned(sys.argv[1:])  # units on AVX2 kernels, as the cells
     ns = _args()
     raise SystemExit(run(ns) if ns.command == "run" else report(ns))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from types import SimpleNamespace
 
@@ -14,6 +15,7 @@ from coftad_lib import COFTAD
 from coftad_lib.density import GaussianDensity
 from coftad_lib.experiments import paper_compute as pc
 from coftad_lib.images import images_to_tensor
+from coftad_lib.metrics import auroc
 
 TINY = pc.Compute(image_size=32, steps=2, batch_size=4, device="cpu", eval_batch_size=16, label="tiny")
 
@@ -42,13 +44,19 @@ def test_uint8_input_is_resized_on_the_device_as_images_to_tensor_does(texture_t
 
 def test_run_groups_writes_each_unit_once_and_resumes(texture_task, tmp_path, monkeypatch):
     train, test, labels = texture_task
-    task = SimpleNamespace(train=train[:3], test=test, test_labels=labels)
+    task = SimpleNamespace(train=train[:3], test=test, test_labels=labels, test_ids=[f"t{i}" for i in range(len(labels))])
     monkeypatch.setattr(pc, "load_group", lambda group, roots, compute: (task, pc.prepare_test(test, 32)))
     groups = pc.plan(["cifar"], ["wo_np", "w_np"], [0])[:1]
     assert pc.run_groups(groups, {}, TINY, tmp_path, log=lambda s: None) == 2
     frame = pc.load_records(tmp_path)
     assert sorted(frame["config"]) == ["w_np", "wo_np"] and set(frame["n_test"]) == {len(labels)}
     assert frame[["auroc_pretrained", "auroc_online", "auroc_target"]].notna().all().all()
+    # each unit recomputes from its own record (issue 29): stored scores and labels give its AUROCs
+    for path in sorted(tmp_path.glob("*.json")):
+        rec = json.loads(path.read_text())
+        for net in ("pretrained", "online", "target"):
+            assert 100 * auroc(np.asarray(rec[f"scores_{net}"]), np.asarray(rec["labels"])) == rec[f"auroc_{net}"]
+        assert rec["kernels"] in ("avx2", "native") and len(rec["test_ids_digest"]) == 16
     # a rerun claims nothing (the claim file of the finished group stays); cleared claims: nothing is missing
     assert pc.run_groups(groups, {}, TINY, tmp_path, log=lambda s: None) == 0
     pc.clear_claims(tmp_path)

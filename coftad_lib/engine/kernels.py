@@ -60,16 +60,18 @@ def is_pinned(env: Mapping[str, str] | None = None) -> bool:
     return all(env.get(k) == v for k, v in pin_env().items())
 
 
-def ensure_pinned(argv: Sequence[str], module: str) -> None:
-    """Restart this process as ``python -m module argv...`` with the pin in its environment, unless it holds it.
+def ensure_pinned(argv: Sequence[str], module: str | None = None) -> None:
+    """Restart this process as ``python -m module argv...`` (``module`` None: as the script
+    ``sys.argv[0]``) with the pin in its environment, unless it holds it.
 
-    Called first thing by ``python -m coftad_lib.reproduce``, before torch is imported anywhere.
-    A process that already imported torch cannot change its kernels, hence the restart.
+    Called first thing by ``python -m coftad_lib.reproduce`` (and the paper-compute benchmark). A
+    process that already imported torch cannot change its kernels, hence the restart.
     """
     if is_pinned():
         return
     env = {**os.environ, **pin_env()}
-    os.execve(sys.executable, [sys.executable, "-m", module, *argv], env)
+    target = ["-m", module] if module else [sys.argv[0]]
+    os.execve(sys.executable, [sys.executable, *target, *argv], env)
 
 
 def cpu_capability() -> str:

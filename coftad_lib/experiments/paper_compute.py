@@ -20,6 +20,7 @@ task groups through claim files (a GPU that one small fit leaves idle runs sever
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import os
@@ -39,6 +40,8 @@ from ..coftad import COFTAD
 from ..density import GaussianDensity
 from ..detector import seeded
 from ..device import autocast, memory_format, place
+from ..engine.data_identity import DataIds
+from ..engine.kernels import kernel_info
 from ..errors import COFTADInputError
 from ..images import images_to_tensor
 from ..metrics import auroc
@@ -211,7 +214,11 @@ def score_unit(nets: Mapping[str, torch.nn.Module], copies: torch.Tensor, det: C
         density = GaussianDensity(l2_normalize=c.l2_normalize, eps=c.eps)
         density.fit(features(net, copies, c.image_size, det.device, c.eval_batch_size))
         feats[name] = features(net, test_x, c.image_size, det.device, c.eval_batch_size)
-        out[f"auroc_{name}"] = 100 * auroc(density.score(feats[name]).cpu().numpy(), labels)
+        # stored as float32 (a third of the text of float64) and the AUROC computed from exactly
+        # what is stored, so that every unit's AUROC recomputes from its own record
+        scores = density.score(feats[name]).cpu().numpy().astype(np.float32).astype(np.float64)
+        out[f"scores_{name}"] = scores.tolist()
+        out[f"auroc_{name}"] = 100 * auroc(scores, labels)
     for name in ("online", "target"):
         cos = _cosine(feats["pretrained"], feats[name])
         out[f"drift_{name}_normal"] = float(cos[labels == 0].mean())
@@ -230,6 +237,9 @@ def run_unit(unit: Unit, task: Any, test_x: torch.Tensor, compute: Compute) -> d
                            "ema_beta": det.config.ema_beta, "use_negative": det.config.use_negative,
                            "n_test": int(labels.size), "n_anomalous": int(labels.sum())}
     rec.update(score_unit(nets, copies, det, test_x, labels))
+    rec["labels"] = labels.astype(int).tolist()
+    rec["test_ids_digest"] = hashlib.sha256("\n".join(str(i) for i in task.test_ids).encode()).hexdigest()[:16]
+    rec.update(kernel_info())
     rec["loss_first"] = history[0]["loss"] if history else math.nan
     rec["loss_last"] = history[-1]["loss"] if history else math.nan
     rec.update({"fit_seconds": round(fit_s, 2), "score_seconds": round(time.perf_counter() - t0, 2),
@@ -293,6 +303,8 @@ def run_groups(groups: Iterable[Sequence[Unit]], roots: Mapping[str, str | os.Pa
             if path.exists():
                 continue
             rec = run_unit(unit, task, test_x, compute)
+            dataset = FAMILIES[unit.family].dataset
+            rec["data"] = DataIds(dict(roots))(dataset, {"task": unit.task}) if dataset in roots else None
             write_json(path, rec)
             done += 1
             log(f"{unit.file_name}: pretrained {rec['auroc_pretrained']:.2f} online {rec['auroc_online']:.2f} "
