@@ -12,13 +12,13 @@ from coftad_lib.paper.claims import (
     CLAIMS,
     Claim,
     Side,
-    claims_section,
     judge,
     judge_all,
     runs,
     verdict_frame,
 )
 from coftad_lib.paper.claims_paper import paper_number
+from coftad_lib.paper.claims_report import register_section
 from coftad_lib.paper.paper_values import TABLES
 
 T2, T5 = 4.302652729911275, 2.5705818366147395  # t(0.975) with 2 and 5 degrees of freedom
@@ -201,9 +201,9 @@ def test_every_run_is_judged_apart(tmp_path):
 def test_the_report_section_lists_every_claim_grouped_by_table(tmp_path):
     tables = tmp_path / "tables"
     tables.mkdir()
-    assert claims_section(tables) == []  # nothing run: no section
+    assert register_section(tables) == []  # nothing run: no section
     _write(tables, "I", _rows("I", "5-shot", "coftad_np", [80, 81, 82]) + _rows("I", "5-shot", "coftad", [60, 61, 60]))
-    lines = claims_section(tables, "protocol-cpu")
+    lines = register_section(tables, "protocol-cpu")
     assert lines[0] == "## Does it reproduce? The paper's claims (profile `protocol-cpu`)"
     assert [ln for ln in lines if ln.startswith("### Table ")] == [
         ln for ln in lines if ln.startswith("### ")] and sum(ln.startswith("### Table ") for ln in lines) == len(TABLES)

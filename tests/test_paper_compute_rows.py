@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from coftad_lib.paper import claims
+from coftad_lib.paper import claims, claims_report
 from coftad_lib.paper.paper_compute_rows import paper_compute_frame, with_paper_compute
 from coftad_lib.paper.specs import get_spec
 from coftad_lib.unit_records import read_units
@@ -95,7 +95,7 @@ def test_table_VI_gets_a_column_per_run_beside_the_profile_and_claims_stay_apart
     pc = claims.paper_compute_verdicts(tables)
     assert [(s, v.verdict) for s, v in pc] == [("efficientnet_lite0 @ gpu-224px", "does not hold"),
                                                ("efficientnet_lite0 @ gpu-224px", "holds")]
-    section = "\n".join(claims.paper_compute_claims_section(tables))
+    section = "\n".join(claims_report.paper_compute_section(tables))
     assert "| gpu-224px | Fine-tuning" in section and "**holds**" in section
 
 

@@ -1,22 +1,14 @@
 """CIFAR-10-C / CIFAR-100-C as one-class anomaly detection (paper Sec. IV-A-1, Tables II, III, VI).
 
-Protocol: each class (CIFAR-10) or super-class (CIFAR-100, 20 coarse labels) in turn is normal.
-``shots`` (10 in the paper) clean images of that class are the training set; the test set is the
-class's clean CIFAR test images (normal, label 0) plus their corrupted versions at severity 4
-for 9 corruption types (anomalies, label 1).
+Protocol: each class (CIFAR-10) or super-class (CIFAR-100, 20 coarse labels) in turn is normal;
+``shots`` (paper: 10) clean images of it train; the test set is the class's clean test images
+(label 0) plus their corrupted versions at severity 4 for 9 corruption types (label 1).
 
-Data layouts read:
-
-* corrupted images, ``root``: the official CIFAR-10-C / CIFAR-100-C files, ``<corruption>.npy``
-  (uint8, (5 * N, 32, 32, 3): severities 1..5 stacked, N = 10,000 rows each, in the order of the
-  official clean test batch) and ``labels.npy`` ((5 * N,) class ids; fine ids for CIFAR-100-C).
-  Files written by ``python -m data_prep.cifar_c`` use the same names plus a sidecar
-  ``coftad_generated.json`` that lists which severities are stacked (often only 4) and which clean
-  image each row came from.
-* clean images, ``clean_root``: torchvision's official python batches
-  (``cifar-10-batches-py/{test_batch,data_batch_1..5}``, ``cifar-100-python/{test,train}``), or a
-  folder per class (``<clean_root>/[test/]<class>/*.png|jpg``; fine class names for CIFAR-100),
-  optionally with a sibling ``train/<class>/`` folder.
+Data read: ``root``: the official ``<corruption>.npy`` (uint8, (5 * N, 32, 32, 3): severities 1..5
+stacked, rows in the official test order) and ``labels.npy``, or files of ``python -m
+data_prep.cifar_c`` under the same names with a ``coftad_generated.json`` sidecar (stacked
+severities, each row's clean source). ``clean_root``: the official python batches or a folder per
+class (``<clean_root>/[test/]<class>/*.png|jpg``), optionally with a sibling ``train/<class>/``.
 """
 
 from __future__ import annotations
@@ -401,8 +393,7 @@ def _subsample(n: int, k: int | None, rng: np.random.Generator) -> np.ndarray:
 
 
 def data_sources(root: Path, task_args: dict) -> list[Path]:
-    """What a task reads, for its cells' data id (:mod:`coftad_lib.engine.data_identity`): the
-    corruption files and the clean images (both splits when the clean root is a ``test/`` folder)."""
+    """What a task reads, for its data id (engine/data_identity.py): corruptions + clean images (both splits)."""
     root = Path(root)
     variant = task_args.get("variant") or task_args.get("dataset", "cifar10c")
     clean = _find_clean_root(root, task_args.get("clean_root"), variant, _read_meta(root) if root.is_dir() else None)

@@ -23,8 +23,8 @@ from .claims_register import REGISTER, Claim, Side
 from .paper_values import TABLES, display_name
 from .results_tables import SETTING_MARK, is_paper_compute
 
-__all__ = ["CLAIMS", "Claim", "Comparison", "RunTables", "Side", "Verdict", "claims_section", "compare", "judge",
-           "judge_all", "paper_compute_claims_section", "paper_compute_verdicts", "register_frame", "runs",
+__all__ = ["CLAIMS", "Claim", "Comparison", "RunTables", "Side", "Verdict", "compare", "judge",
+           "judge_all", "paper_compute_verdicts", "register_frame", "runs",
            "verdict_frame"]
 
 #: every claim of the register, in the report's order (grouped by table)
@@ -277,17 +277,3 @@ def paper_compute_verdicts(tables_dir: str | os.PathLike) -> list[tuple[str, Ver
     tables = RunTables(tables_dir)
     return [(s, v) for label, s in runs(tables_dir) if s for c in CLAIMS
             if (v := _judge(c, tables, s, label)).verdict != NOT_RUN]
-
-
-def claims_section(tables_dir: str | os.PathLike, profile: str = "") -> list[str]:
-    """Markdown lines: the register judged on every run (:func:`coftad_lib.paper.claims_report.register_section`)."""
-    from .claims_report import register_section
-
-    return register_section(tables_dir, profile)
-
-
-def paper_compute_claims_section(tables_dir: str | os.PathLike) -> list[str]:
-    """Markdown lines: the claims each paper-compute run could judge (:mod:`coftad_lib.paper.claims_report`)."""
-    from .claims_report import paper_compute_section
-
-    return paper_compute_section(tables_dir)

@@ -6,17 +6,24 @@ same context with :func:`run_context`. Nothing travels through environment varia
 travel as data (``OVERRIDES = {"steps": 5}``), and the profile's name only labels records (cell
 keys depend on what a cell computes).
 
-In a table notebook::
+In a table notebook (the parameters cell holds PROFILE, SEEDS, DATA_ROOT, ... as flat literals)::
 
-    run = run_context(PROFILE, SEEDS, DATA_ROOT, PREP_DIR, OUT_DIR, NOTEBOOK, OVERRIDES, EXECUTOR, EXECUTOR_OPTIONS)
+    run = RunContext.from_params(globals())   # the same as run_context(PROFILE, SEEDS, ...)
+    one = run.example("II")         # the table's own cell for its first task and seed (paper/lesson.py)
     df = run.table("II")            # the spec's cells, computed or read from the cache
-    run.show(run.write("II", df))   # CSV + Markdown beside the paper's values
-    run.record_status(df, tables=["II"])
+    run.show_table("II", df)        # CSV + Markdown beside the paper's values; recorded
+    run.claims("II")                # the register's claims about Table II, judged on this run
+    run.finish()                    # the notebook's status: what it showed, what was missing
+
+The context keeps the books: :meth:`show_table`, :meth:`figure` and :meth:`figure_records` record
+what the notebook wrote and the cells behind it, and :meth:`finish` writes the status file from
+them, so a notebook holds no bookkeeping of its own.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +42,23 @@ from .specs import Spec, get_spec
 
 #: what ``EXECUTOR_OPTIONS`` may hold: pack (all executors), workers (pool), address / gpus_per_cell (ray)
 EXECUTOR_OPTION_KEYS: tuple[str, ...] = ("pack", "workers", "address", "gpus_per_cell")
+#: notebook parameter -> :func:`run_context` argument (the parameters cell's names; EXECUTOR* optional)
+PARAMETERS: dict[str, str] = {"PROFILE": "profile", "SEEDS": "seeds", "DATA_ROOT": "data_root",
+                              "PREP_DIR": "prep_dir", "OUT_DIR": "out_dir", "NOTEBOOK": "notebook",
+                              "OVERRIDES": "overrides", "EXECUTOR": "executor",
+                              "EXECUTOR_OPTIONS": "executor_options"}
+
+
+@dataclass
+class Books:
+    """What one notebook has shown: the cell frames behind it, its tables and figures (in order).
+
+    Keyed by what was shown, so running a notebook cell twice records it once.
+    """
+
+    frames: dict[str, pd.DataFrame] = field(default_factory=dict)
+    tables: dict[str, None] = field(default_factory=dict)
+    figures: dict[str, None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -50,6 +74,18 @@ class RunContext:
     overrides: Mapping[str, Any] = field(default_factory=dict)
     executor: str = "local"
     executor_options: Mapping[str, Any] = field(default_factory=dict)
+    #: the notebook's books (:class:`Books`): not a setting, so neither compared nor copied by ``replace``
+    books: Books = field(default_factory=Books, init=False, compare=False, repr=False)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> RunContext:
+        """The context of a notebook's parameters (``globals()`` after its parameters cell):
+        :func:`run_context` of PROFILE, SEEDS, DATA_ROOT, PREP_DIR, OUT_DIR, NOTEBOOK, OVERRIDES and,
+        where the notebook has them, EXECUTOR and EXECUTOR_OPTIONS."""
+        missing = [name for name in list(PARAMETERS)[:7] if name not in params]
+        if missing:
+            raise COFTADInputError(f"notebook parameters lack {', '.join(missing)} (the parameters cell assigns them)")
+        return run_context(**{arg: params[name] for name, arg in PARAMETERS.items() if name in params})
 
     @functools.cached_property
     def settings(self) -> dict[str, Any]:
@@ -120,6 +156,7 @@ class RunContext:
         cells = self.cells(spec_id)
         records, df = run_figure_cells(cells, self.data_roots, self.cache_dir, self.name,
                                        executor=self.make_executor())
+        self.books.frames[spec_id] = df  # the figure's cells decide the notebook's status
         return cells, records, df
 
     def write(self, spec_id: str, df: pd.DataFrame) -> Path:
@@ -160,6 +197,48 @@ class RunContext:
         from ..figures import save_figure
 
         return save_figure(fig, name, Path(self.out_dir) / "figures", profile=self.name, notebook=self.notebook)
+
+    def example(self, spec_id: str) -> Any:
+        """One fit of the table's main row: its own cell for the first task with data and the first
+        seed, computed or read back like the table's cells (:func:`coftad_lib.paper.lesson.pick_example`)."""
+        from .lesson import pick_example
+
+        return pick_example(self, spec_id)
+
+    def show_table(self, spec_id: str, df: pd.DataFrame) -> Any:
+        """Write a table (:meth:`write`, with the committed paper-compute columns where the profile
+        shows them), record it and its cells for :meth:`finish`, and return it for display."""
+        path = self.write(spec_id, self.with_paper_compute(spec_id, df))
+        self.books.frames[spec_id] = df
+        self.books.tables[spec_id] = None
+        return self.show(path)
+
+    def figure(self, fig: Any, name: str) -> Any:
+        """Save a figure (:meth:`save_figure`: PNG + PDF), record it for :meth:`finish`, return it for display."""
+        self.save_figure(fig, name)
+        self.books.figures[name] = None
+        return fig
+
+    def claims(self, spec_id: str) -> Any:
+        """The register's claims about a table (a figure: the table it shows), judged on this run's
+        tables (``<out_dir>/tables``), as Markdown (:func:`coftad_lib.paper.lesson.claims_markdown`)."""
+        from .lesson import CLAIM_TABLES, _note, claims_markdown
+
+        return _note(claims_markdown(Path(self.out_dir) / "tables", CLAIM_TABLES.get(spec_id, (spec_id,))))
+
+    def detector_settings(self) -> dict[str, Any]:
+        """The profile's detector sizes (backbone, image_size, steps, batch_size, device), overrides applied."""
+        return {k: self.settings[k] for k in ("backbone", "image_size", "steps", "batch_size", "device")}
+
+    def finish(self, results: pd.DataFrame | None = None, note: str = "") -> None:
+        """Write the notebook's status (:meth:`record_status`) from what it showed: the cells behind its
+        tables and figures (plus ``results``), their names, ``note``; print it in one line."""
+        frames = [*self.books.frames.values(), *([] if results is None else [results])]
+        path = self.record_status(frames, tables=list(self.books.tables), figures=list(self.books.figures), note=note)
+        st = json.loads(Path(path).read_text())
+        wrote = ", ".join([*(f"Table {t}" for t in st["tables"]), *st["figures"]]) or "nothing"
+        missing = f"; missing: {', '.join(m['dataset'] for m in st['missing'])}" if st["missing"] else ""
+        print(f"{self.notebook}: {st['status']} ({st['n_ok']} of {st['n_cells']} cells ok); wrote {wrote}{missing}")
 
     def notebook_params(self) -> dict[str, Any]:
         """The parameters a notebook of this run gets (flat literals; see :func:`run_context`)."""

@@ -20,7 +20,7 @@ import pandas as pd
 from ..engine.cache import atomic_write_text
 from ..engine.status import relative_to_roots, summary_roots
 from . import paper_compute_rows as pcr
-from .claims import claims_section, paper_compute_claims_section
+from .claims_report import paper_compute_section, register_section
 from .compute_moves import compute_section
 from .paper_values import TABLE_TITLES, TABLES, display_name
 from .results_tables import MIN_FLAG_POINTS, is_paper_compute
@@ -229,10 +229,10 @@ def write_report(results_dir: str | os.PathLike = "results") -> Path:
     others = sorted(d.name for d in root.iterdir() if d.is_dir() and (d / "REPORT.md").exists()) if root.is_dir() else []
     if others:  # results/ holds protocol-cpu; each other profile has its own folder and report
         lines += ["Other profiles: " + ", ".join(f"[{d}]({d}/REPORT.md)" for d in others) + ".", ""]
-    lines += claims_section(root / "tables", ", ".join(sorted(tab_profiles)))
+    lines += register_section(root / "tables", ", ".join(sorted(tab_profiles)))
     lines += report_setting_lines(root, _units())
     lines += compute_section(root / "tables")
-    lines += paper_compute_claims_section(root / "tables")
+    lines += paper_compute_section(root / "tables")
     lines += nb_lines + tab_lines + fig_lines + _differences_section(summaries, profiles)
     lines += _failed_section(root, roots) + _study_section(root)
     if missing:

@@ -26,6 +26,7 @@ from ..engine.cache import atomic_write_text
 from ..errors import COFTADInputError
 from ..versions import VERSION_KEYS
 from .paper_values import TABLE_TITLES, TABLES, display_name, is_quoted, paper_table
+from .setting import SETTING_MARK, is_paper_compute, table_setting_lines  # noqa: F401  (re-exported)
 
 #: columns a results frame must have (``run_cells`` gives them)
 REQUIRED_COLUMNS: tuple[str, ...] = ("setting", "method", "task", "seed", "auroc", "status")
@@ -34,14 +35,6 @@ MIN_FLAG_POINTS = 1.0
 AXES = ("setting", "task")
 
 
-#: a setting of a run outside the profile (issue 19's paper-compute runs,
-#: :mod:`coftad_lib.paper.paper_compute_rows`) is ``f"{backbone}{SETTING_MARK}{label}"``
-SETTING_MARK = " @ "
-
-
-def is_paper_compute(setting: str) -> bool:
-    """Whether a table's setting label is a paper-compute run's (not the profile's own)."""
-    return SETTING_MARK in str(setting)
 
 
 def differs(diff: float, std: float, min_points: float = MIN_FLAG_POINTS) -> bool:
@@ -241,7 +234,6 @@ def _product(lists: Sequence[Sequence[str]]) -> list[tuple[str, ...]]:
 
 def _header(df: pd.DataFrame, decimals: int, smap: Mapping[str, str], cells_dir: Path | None = None) -> list[str]:
     # the setting on top, read from the table's cell records (imported here: setting imports this module)
-    from .setting import table_setting_lines
 
     def uniq(col: str) -> str:
         if col not in df:

@@ -22,7 +22,6 @@ import pandas as pd
 
 from ..errors import COFTADInputError
 from .paper_values import display_name, paper_value
-from .results_tables import is_paper_compute
 
 #: what the paper states it ran (Sec. IV-C), row by row of the setting table
 PAPER_SETUP: dict[str, str] = {
@@ -45,6 +44,15 @@ PAPER_TEST_SETS: dict[str, str] = {
 _BACKBONES = {"efficientnet_lite0": "EfficientNet-Lite0, ImageNet weights", "resnet18": "ResNet18, ImageNet weights"}
 SYNTHETIC_SEMICON = ("SemiCon is private ([44]): the SemiCon here is a **synthetic stand-in** of the same structure "
                      "(`data_prep.semicon_synth`), not the paper's data")
+
+#: a setting of a run outside the profile (issue 19's paper-compute runs,
+#: :mod:`coftad_lib.paper.paper_compute_rows`) is ``f"{backbone}{SETTING_MARK}{label}"``
+SETTING_MARK = " @ "
+
+
+def is_paper_compute(setting: str) -> bool:
+    """Whether a table's setting label is a paper-compute run's (not the profile's own)."""
+    return SETTING_MARK in str(setting)
 
 
 def read_cell_records(cells_dir: str | os.PathLike | None, keys: Iterable[str] | None = None) -> list[dict[str, Any]]:
