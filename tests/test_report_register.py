@@ -93,3 +93,18 @@ def test_the_report_from_the_committed_tables_opens_with_the_register(tmp_path):
     if labels:
         assert "## How much the compute moves the answer" in heads
     assert "EfficientNet-Lite0" in text and "ResNet18" in text and str(tmp_path) not in text
+
+
+def test_kernel_section_sets_the_kernel_difference_beside_the_seed_std(tmp_path):
+    from coftad_lib.paper.kernel_spread import KERNEL_CSV, kernel_section
+
+    (tmp_path / KERNEL_CSV).parent.mkdir(parents=True)
+    pd.DataFrame([{"what": "coftad flowers17/A/B 5-shot seed 1", "native": 0.5, "avx2": 0.51, "diff_pixels": 0.0,
+                   "diff_pretrained": 0.0, "first_difference": "step1"}]).to_csv(tmp_path / KERNEL_CSV, index=False)
+    tables = tmp_path / "results" / "tables"
+    tables.mkdir(parents=True)
+    pd.DataFrame([{"setting": "5-shot", "method": "coftad", "task": "A/B", "std": 4.5}]).to_csv(
+        tables / "table_I_summary.csv", index=False)
+    text = "\n".join(kernel_section(tables, tmp_path))
+    assert "| coftad flowers17/A/B 5-shot seed 1 | 50.00 | 51.00 | +1.00 | 4.50 | step1 |" in text
+    assert "bit-identical" in text

@@ -22,6 +22,7 @@ from ..engine.status import relative_to_roots, summary_roots
 from . import paper_compute_rows as pcr
 from .claims_report import paper_compute_section, register_section
 from .compute_moves import compute_section
+from .kernel_spread import kernel_section
 from .paper_values import TABLE_TITLES, TABLES, display_name
 from .results_tables import MIN_FLAG_POINTS, is_paper_compute
 from .setting import report_setting_lines
@@ -232,6 +233,7 @@ def write_report(results_dir: str | os.PathLike = "results") -> Path:
     lines += register_section(root / "tables", ", ".join(sorted(tab_profiles)))
     lines += report_setting_lines(root, _units())
     lines += compute_section(root / "tables")
+    lines += kernel_section(root / "tables")
     lines += paper_compute_section(root / "tables")
     lines += nb_lines + tab_lines + fig_lines + _differences_section(summaries, profiles)
     lines += _failed_section(root, roots) + _study_section(root)
