@@ -312,15 +312,15 @@ def aurocs(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def ranking_markdown(table: pd.DataFrame) -> str:
-    """Bullets from an AUROC table (methods x ``all`` + one column per anomaly kind, in %): the
-    methods best first, each with its hardest anomaly kind."""
+def ranking_markdown(table: pd.DataFrame) -> Any:
+    """Bullets (rendered Markdown) from an AUROC table (methods x ``all`` + one column per anomaly
+    kind, in %): the methods best first, each with its hardest anomaly kind."""
     lines = []
     for method, row in table.sort_values("all", ascending=False).iterrows():
         kinds = row.drop("all")
         hard = f"; hardest kind: {kinds.idxmin()} ({kinds.min():.1f} %)" if len(kinds) > 1 else ""
         lines.append(f"- **{method}**: {row['all']:.1f} % over all anomalies{hard}")
-    return "\n".join(lines)
+    return _note("\n".join(lines))
 
 
 def own_data(run: RunContext, data_dir: str, labels_csv: str, shots: int) -> tuple[str, FewShotTask]:
