@@ -71,7 +71,7 @@ def test_show_table_figure_and_finish_write_and_record(tmp_path, capsys):
     run.finish(note="hello")
     st = json.loads((tmp_path / "out" / "status" / "04_table_I_flowers17.json").read_text())
     assert (st["status"], st["tables"], st["figures"], st["n_cells"], st["note"]) == ("ok", ["I"], ["fig_x"], 2, "hello")
-    assert "04_table_I_flowers17: ok (2 of 2 cells ok); wrote Table I, fig_x" in capsys.readouterr().out
+    assert "04_table_I_flowers17: ok; 2 of 2 cells ok; wrote Table I, fig_x" in capsys.readouterr().out
 
 
 def test_finish_names_missing_data_and_takes_extra_results(tmp_path, capsys):
@@ -81,6 +81,7 @@ def test_finish_names_missing_data_and_takes_extra_results(tmp_path, capsys):
     assert st["status"] == "missing" and st["missing"][0]["dataset"] == "flowers17" and st["tables"] == []
     assert "missing: flowers17" in capsys.readouterr().out
     _run(tmp_path, NOTEBOOK="17_own").finish()  # nothing shown: still a status
+    assert capsys.readouterr().out == "17_own: ok\n"
     assert json.loads((tmp_path / "out" / "status" / "17_own.json").read_text())["status"] == "ok"
 
 
@@ -106,8 +107,10 @@ def test_example_is_the_tables_own_cell_and_costs_no_fit_from_the_cache(tmp_path
     assert one.cell in run.cells("I") and one.cell.method == "coftad" and one.cell.seed == 0
     assert one.cell.task == run.tasks("I")[0] and one.record["status"] == "pending" and not one.ok
     assert "pending" in _text(one.fit_summary()) and "not computed yet" in _text(one.fit_figure())
-    fig = one.data_figure()  # the data is here: shots and test images
-    assert isinstance(fig, Figure) and "Daffodil" in fig.texts[0].get_text()
+    fig = one.data_figure()  # the data is here: shots and test images of the whole test set
+    title = fig.texts[0].get_text()
+    assert "Tulip" in title and "test set: 70 normal" in title and "at most 20 of each" in title
+    assert len(one.task.test) == 30 and one.task.train_ids == one._load(capped=False).train_ids  # the fit's: capped
     assert not (tmp_path / "out" / "cache" / "cells").exists()  # nothing computed, nothing written
 
 

@@ -236,9 +236,11 @@ class RunContext:
         frames = [*self.books.frames.values(), *([] if results is None else [results])]
         path = self.record_status(frames, tables=list(self.books.tables), figures=list(self.books.figures), note=note)
         st = json.loads(Path(path).read_text())
-        wrote = ", ".join([*(f"Table {t}" for t in st["tables"]), *st["figures"]]) or "nothing"
-        missing = f"; missing: {', '.join(m['dataset'] for m in st['missing'])}" if st["missing"] else ""
-        print(f"{self.notebook}: {st['status']} ({st['n_ok']} of {st['n_cells']} cells ok); wrote {wrote}{missing}")
+        wrote = ", ".join([*(f"Table {t}" for t in st["tables"]), *st["figures"]])
+        parts = [f"{st['n_ok']} of {st['n_cells']} cells ok" if st["n_cells"] else "",
+                 f"wrote {wrote}" if wrote else "",
+                 f"missing: {', '.join(m['dataset'] for m in st['missing'])}" if st["missing"] else ""]
+        print(f"{self.notebook}: {st['status']}" + "".join(f"; {p}" for p in parts if p))
 
     def notebook_params(self) -> dict[str, Any]:
         """The parameters a notebook of this run gets (flat literals; see :func:`run_context`)."""

@@ -22,7 +22,7 @@ import math
 import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -51,6 +51,11 @@ MAIN_ROW: dict[str, str] = {
 CLAIM_TABLES: dict[str, tuple[str, ...]] = {"fig5": ("I",), "fig6": ("VI",), "fig7": ("VI",)}
 #: test images per row of a data view; a row never holds more than MAX_ROW (one per CIFAR-C corruption + clean)
 IMAGES_PER_ROW, MAX_ROW = 8, 10
+
+
+def _task_name(dataset: str, task: str) -> str:
+    """``"flowers17 Crocus/Bluebell"``; a dataset that is one task (SemiCon, AITEX) named once."""
+    return dataset if task == dataset else f"{dataset} {task}"
 
 
 def _note(text: str) -> Any:
@@ -93,7 +98,7 @@ class Example:
         c = self.cell
         if c is None:
             return f"{display_name(MAIN_ROW.get(self.spec_id, '?'))} (no cell in this run)"
-        return f"{display_name(c.row_method)} on {c.dataset} {c.task}, {c.shots} shots, seed {c.seed}"
+        return f"{display_name(c.row_method)} on {_task_name(c.dataset, c.task)}, {c.shots} shots, seed {c.seed}"
 
     def why_not(self) -> str:
         """Why there is no fit to show, in one line, without this machine's folders."""
@@ -103,22 +108,30 @@ class Example:
 
     @functools.cached_property
     def task(self) -> FewShotTask:
-        """The cell's task (shots and test set, the table's test cap applied); raises
+        """The task the fit saw (shots and test set, the table's test cap applied); raises
         :class:`~coftad_lib.errors.DatasetNotFoundError` when its data is not here."""
+        return self._load(capped=True)
+
+    def _load(self, capped: bool) -> FewShotTask:
         if self.cell is None:
             raise DatasetNotFoundError(f"Table {self.spec_id} has no {MAIN_ROW.get(self.spec_id)} cell in this run")
-        return load_cell_task(self.cell, self.data_roots)
+        if capped or "max_test_per_class" not in self.cell.task_args:
+            return load_cell_task(self.cell, self.data_roots)
+        args = {k: v for k, v in self.cell.task_args.items() if k != "max_test_per_class"}
+        return load_cell_task(replace(self.cell, task_args=args), self.data_roots)
 
     def data_figure(self, n: int = IMAGES_PER_ROW) -> Figure | Any:
-        """:func:`task_figure` of the cell's task, or a note saying which data is missing."""
+        """:func:`task_figure` of the task with its whole test set (a profile's cap draws from it; the
+        same shots), or a note saying which data is missing. Only the shown images are decoded."""
         try:
-            task = self.task
+            task = self._load(capped=False)
         except DatasetNotFoundError as exc:
             lines = str(exc).strip().splitlines() or ["not found"]
             where = self.cell.dataset if self.cell is not None else "this table"
             return _note(f"*No data to show: {where} is not here ({relative_to_roots(lines[0], self.roots)}). "
                          "The table below says how to get it.*")
-        return task_figure(task, n)
+        cap = self.cell.task_args.get("max_test_per_class") if self.cell is not None else None
+        return task_figure(task, n, cap)
 
     def per_kind(self) -> pd.DataFrame:
         """The fit's AUROC (%) over all anomalies and against each anomaly kind alone (normals vs that kind)."""
@@ -232,9 +245,10 @@ def anomaly_picks(labels: np.ndarray, kinds: Sequence[str], ids: Sequence[str],
     return turns[:min(MAX_ROW, max(n, len(by_kind)))], False
 
 
-def task_figure(task: FewShotTask, n: int = IMAGES_PER_ROW) -> Figure:
+def task_figure(task: FewShotTask, n: int = IMAGES_PER_ROW, cap: int | None = None) -> Figure:
     """The shots, ``n`` normal test images and anomalous ones by kind (:func:`anomaly_picks`), each
-    captioned with its kind; only the shown images are decoded."""
+    captioned with its kind; only the shown images are decoded. ``cap``: the profile's test cap per
+    label, named in the title (the fits score at most that many of each)."""
     from .. import plots
 
     labels = np.asarray(task.test_labels, dtype=np.int64)
@@ -249,8 +263,9 @@ def task_figure(task: FewShotTask, n: int = IMAGES_PER_ROW) -> Figure:
              [task.test[i] for i in anomalies], [kinds[i] for i in anomalies])]
     rows = [r for r in rows if r[1]]
     anomaly_kinds = list(dict.fromkeys(kinds[i] for i in np.flatnonzero(labels == 1)))
-    title = (f"{task.dataset} {task.name}: {task.shots} shots; test: {int((labels == 0).sum())} normal, "
-             f"{int(labels.sum())} anomalous ({', '.join(anomaly_kinds)})")
+    title = (f"{_task_name(task.dataset, task.name)}: {task.shots} shots; test set: {int((labels == 0).sum())} normal, "
+             f"{int(labels.sum())} anomalous" + (f" (the fits score at most {cap} of each)" if cap else "")
+             + f"\nanomaly kinds: {', '.join(anomaly_kinds)}")
     return plots.image_grid([r[1] for r in rows], row_titles=[r[0] for r in rows], captions=[r[2] for r in rows],
                             title=title, cell_size=1.2, caption_fontsize=6)
 
