@@ -3,13 +3,11 @@ plus the rules every table notebook (04-13) must follow."""
 
 from __future__ import annotations
 
-import ast
 import json
 import math
 from dataclasses import replace
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,12 +21,6 @@ from coftad_lib.paper import tables as tr
 from coftad_lib.paper.paper_values import ABLATION_ROWS, paper_value
 
 REPO = Path(__file__).resolve().parents[1]
-TABLE_NOTEBOOKS = {
-    "04_table_I_flowers17": "I", "05_table_II_cifar10c": "II", "06_table_III_cifar100c": "III",
-    "07_table_IV_mvtec": "IV", "08_table_V_industrial": "V", "09_table_VI_ablation": "VI",
-    "10_table_VII_negative_pairs": "VII", "11_table_VIII_scorers": "VIII", "12_table_IX_imbalanced": "IX",
-    "13_table_X_n_aug": "X",
-}
 
 
 class FakeDetector:
@@ -365,28 +357,3 @@ def test_failed_cells_show_in_the_table_and_in_rescored_and_imbalanced_runs(tmp_
     ix = rr.run_imbalanced(tr.table_cells("IX", "semicon", ["coftad"], "smoke", [1]), tmp_path / "data",
                            tmp_path / "cache", "smoke", [5, 10], 30)
     assert list(ix["status"]) == ["failed", "failed"] and ix["auroc"].isna().all()
-
-
-# ------------------------------------------------------------------ the notebooks
-@pytest.mark.parametrize("name,table", sorted(TABLE_NOTEBOOKS.items()))
-def test_table_notebooks_follow_the_series_rules(name, table):
-    path = REPO / "notebooks" / f"{name}.ipynb"
-    nb = nbformat.read(path, as_version=4)
-    assert nb.metadata["kernelspec"]["name"] == "python3"
-    first, second, third = nb.cells[:3]
-    assert first.cell_type == "code" and "parameters" in first.metadata.get("tags", [])
-    assert first.source.startswith(f"# Table {table}:")
-    tree = ast.parse(first.source)
-    names = set()
-    for stmt in tree.body:
-        assert isinstance(stmt, ast.Assign), f"{name}: parameters cell holds only assignments"
-        ast.literal_eval(stmt.value)  # flat literals only
-        names |= {t.id for t in stmt.targets}
-    assert {"PROFILE", "SEEDS", "DATA_ROOT", "PREP_DIR", "OUT_DIR", "NOTEBOOK", "OVERRIDES", "EXECUTOR"} <= names
-    assert not names & {"METHODS", "EXTRACTORS"}, f"{name}: the rows live in the spec (coftad_lib/paper/specs.py)"
-    assert second.cell_type == "code" and f'run.spec("{table}")' in second.source
-    assert third.cell_type == "markdown" and third.source.startswith(f"# Table {table}:")
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert all(not c.outputs and c.execution_count is None for c in code), f"{name} carries outputs"
-    assert code[-1].source.startswith("run.record_status(df") and f'tables=["{table}"]' in code[-1].source
-    assert f'run.table("{table}")' in "".join(c.source for c in code)  # the spec computes the table

@@ -37,7 +37,6 @@ if TYPE_CHECKING:  # the context imports this module lazily; no import cycle at 
     from matplotlib.figure import Figure
 
     from ..datasets.task import FewShotTask
-    from .context import RunContext
 
 #: the row whose fit a notebook shows: COFT-AD without negative pairs (the paper's method with no
 #: knowledge of the anomalies) where the table has it; with them where the table is about them
@@ -178,7 +177,7 @@ def example_cells(cells: Sequence[Cell], row: str, seed: int) -> list[Cell]:
     return list(out.values())
 
 
-def pick_example(run: RunContext, spec_id: str) -> Example:
+def pick_example(run: Any, spec_id: str) -> Example:
     """The table's own cell of :data:`MAIN_ROW` for its first task whose data is here, first seed.
 
     Each candidate goes through the run's executor (computed, or read from the cache, or pending
@@ -338,7 +337,7 @@ def ranking_markdown(table: pd.DataFrame) -> Any:
     return _note("\n".join(lines))
 
 
-def own_data(run: RunContext, data_dir: str, labels_csv: str, shots: int) -> tuple[str, FewShotTask]:
+def own_data(run: Any, data_dir: str, labels_csv: str, shots: int) -> tuple[str, FewShotTask]:
     """(what was read, its task) for notebook 17: ``labels_csv`` or ``data_dir``, else the demo
     (MVTec AD bottle arranged as a user's, sized like the profile's Table IV test sets)."""
     from ..datasets.labelled import demo_user_data, load_labelled
