@@ -84,3 +84,17 @@ def test_a_cell_two_notebooks_share_is_computed_with_the_first():
     all16 = plan_mod.notebook_cells(nb16, get_profile("smoke"), [0])
     assert len(all16) == 4 and cells16 == []  # Fig. 7's four models are Table VI rows
     assert len(cells9) == len(plan_mod.notebook_cells(nb9, get_profile("smoke"), [0]))
+
+
+def test_recompute_unpinned_sets_aside_only_records_from_before_the_pin(tmp_path):
+    from coftad_lib.engine.cells import Cell
+    from coftad_lib.reproduce.prefill import SUPERSEDED, set_aside_unpinned
+
+    old, new = (Cell(table="I", dataset="flowers17", task=t, shots=5, method="coftad") for t in ("A/B", "B/A"))
+    for cell, kernels in ((old, None), (new, "avx2")):
+        path = cell_path(tmp_path, cell.key())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"key": cell.key(), "status": "ok", **({"kernels": kernels} if kernels else {})}))
+    assert set_aside_unpinned([old, new], tmp_path) == 1
+    assert not cell_path(tmp_path, old.key()).exists() and cell_path(tmp_path, new.key()).exists()
+    assert (tmp_path / SUPERSEDED / f"{old.key()}.json").is_file()  # kept, not deleted

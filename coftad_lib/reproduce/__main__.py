@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed of --verify's draw (default: a new draw each time)")
     p.add_argument("--verify-key", type=_csv, default=(), metavar="KEY[,KEY]",
                    help="recompute these cells (key prefixes) instead of a random draw (implies --verify)")
+    p.add_argument("--recompute-unpinned", action="store_true",
+                   help="with --cells-only: also recompute cached cells computed before the AVX2 kernel pin "
+                        "(their records are kept in <cache>/superseded/)")
     p.add_argument("--no-download", action="store_true",
                    help="fetch no dataset before the run (default: fetch the public ones the notebooks need "
                         "and lack into --data-root; also $COFTAD_NO_DOWNLOAD=1)")
@@ -140,7 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             with out_lock(ctx.out_dir):
                 ensure_migrated(ctx.cache_dir)
                 migrate_run(ctx)
-                return prefill(ctx, only=args.only, strict=args.strict, notebooks_dir=args.notebooks)
+                return prefill(ctx, only=args.only, strict=args.strict, notebooks_dir=args.notebooks,
+                               recompute_unpinned=args.recompute_unpinned)
         code, _ = run_series(args.profile, only=args.only, seeds=args.seeds, strict=args.strict,
                              data_root=args.data_root, prep_dir=args.prep_dir, out_dir=args.out, params=params,
                              notebooks_dir=args.notebooks, kernel_name=args.kernel, log_output=args.log_output,

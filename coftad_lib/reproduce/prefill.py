@@ -14,6 +14,7 @@ Tables VIII and X score each fit once per column (scorer, N_A): those scorings a
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -64,10 +65,31 @@ def prepare_data(cells: Sequence[Cell], prof: Mapping[str, Any], root: Path, pre
     return lines
 
 
+#: where ``--recompute-unpinned`` keeps the records it recomputes, under the cache folder
+SUPERSEDED = "superseded"
+
+
+def set_aside_unpinned(cells: Sequence[Cell], cache_dir: Path) -> int:
+    """Move the cached records of ``cells`` computed before the AVX2 pin (no ``kernels == "avx2"``)
+    to ``<cache>/superseded/``, so that the run computes them again on pinned kernels; returns how
+    many. Kept, not deleted: a run stopped half way shows those cells as pending, and nothing is lost."""
+    from ..engine.cells import cell_path
+
+    moved = 0
+    for cell in cells:
+        path = cell_path(cache_dir, cell.key())
+        if path.is_file() and json.loads(path.read_text()).get("kernels") != "avx2":
+            (cache_dir / SUPERSEDED).mkdir(parents=True, exist_ok=True)
+            os.replace(path, cache_dir / SUPERSEDED / path.name)
+            moved += 1
+    return moved
+
+
 def prefill(ctx: RunContext, *, only: Sequence[str] | None = None, strict: bool = False,
-            notebooks_dir: str | os.PathLike = "notebooks") -> int:
+            notebooks_dir: str | os.PathLike = "notebooks", recompute_unpinned: bool = False) -> int:
     """CLI ``--cells-only``: prepare data, compute every cell the selected notebooks' specs need into
-    ``<out_dir>/cache`` of run ``ctx``.
+    ``<out_dir>/cache`` of run ``ctx``; with ``recompute_unpinned`` also those cached from before the
+    AVX2 kernel pin (:func:`set_aside_unpinned`).
 
     Returns 1 when any cell failed, else 3 when ``strict`` and a cell's data or weights were
     missing, else 0 (the missing cells counted in the printed summary). Every finished cell is in
@@ -90,6 +112,9 @@ def prefill(ctx: RunContext, *, only: Sequence[str] | None = None, strict: bool 
     # the first notebooks' cells cached, not a half-built CIFAR-10-C and nothing else.
     for nb, cells in work:
         prepare_data(cells, prof, root, prep)
+        if recompute_unpinned:
+            n = set_aside_unpinned(cells, Path(ctx.cache_dir))
+            print(f"[cells-only] {nb.stem}: {n} records from before the kernel pin set aside to recompute", flush=True)
         records += ex.run(cells, ctx.data_roots, ctx.cache_dir, ctx.name, desc=nb.stem)
         rescore(nb, ctx, ex)
     print(format_counts(records, ctx.cache_dir))
