@@ -24,5 +24,5 @@ def test_old_copy_records_become_their_own_setting_and_new_cells_stay_apart(tmp_
     store_record(_ok_record(old), None, tmp_path)
     df = replaced_data_frame([new], {"name": "protocol-cpu"}, [str(tmp_path)], tmp_path)
     assert list(df["auroc"]) == [0.75]
-    assert list(df["setting"]) == [f"10-shot @ {REPLACED['cifar10c'][1]}"]
+    assert list(df["setting"]) == [f"backbone @ {REPLACED['cifar10c'][1]}"]  # no backbone in this record
     assert replaced_data_frame([new], {"name": "smoke"}, [str(tmp_path)], tmp_path).empty  # committed profile only

@@ -18,6 +18,7 @@ from .claim_stats import NOT_RUN, RULE, STATUSES
 from .claims import CLAIMS, Claim, RunTables, Verdict, judge_all, paper_compute_verdicts, runs
 from .claims_paper import paper_number
 from .paper_values import TABLE_TITLES, TABLES
+from .replaced_data_rows import REPLACED
 from .results_tables import SETTING_MARK
 
 SYNTHETIC = "SemiCon: synthetic stand-in"
@@ -54,8 +55,13 @@ def _legend(tables_dir: str | os.PathLike, found: list[tuple[str, str | None]]) 
     """Which runs the columns are, and which tables each paper-compute run has a column in."""
     tables = RunTables(tables_dir)
     lines = [f"- **{found[0][0]}**: the profile's own rows, the committed tables under `tables/`."]
+    replaced = {label for _, label in REPLACED.values()}
     for label, s in found[1:]:
         where = ", ".join(t for t in TABLES if tables.frame(t, s) is not None)
+        if label in replaced:  # the profile's own cells on a dataset copy replaced since (replaced_data_rows.py)
+            lines.append(f"- **{label}**: this profile's cells computed on a dataset copy replaced since, every row "
+                         f"they have, kept under their own data id: column `{s}` of Table(s) {where}.")
+            continue
         lines.append(f"- **{label}**: a paper-compute run (issue 19, `benchmarks/results/paper_compute/{label}/`), "
                      f"COFT-AD and its pretrained start only: column `{s}` of Table(s) {where}.")
     return lines

@@ -43,5 +43,7 @@ def replaced_data_frame(cells: Sequence[Any], profile: Mapping[str, Any], data_r
     if df.empty:
         return df
     labels = {c.key(): REPLACED[c.dataset][1] for c in old}
-    df["setting"] = [f"{s}{SETTING_MARK}{labels.get(k, 'replaced data')}" for s, k in zip(df["setting"], df["key"], strict=True)]
+    # "<backbone> @ <label>", as the paper-compute runs: one run label and one setting in every table
+    df["setting"] = [f"{b}{SETTING_MARK}{labels.get(k, 'replaced data')}"
+                     for b, k in zip(df["backbone"].fillna("backbone"), df["key"], strict=True)]
     return df
