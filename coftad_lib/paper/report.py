@@ -137,6 +137,11 @@ def _failed_section(root: Path, roots: dict[str, str]) -> list[str]:
             "|---|---|---|---|---|---:|---|", *rows, ""]
 
 
+def _book_links(root: Path) -> dict[str, str]:
+    """Notebook stem -> its page in the committed book (``book/<stem>.html``), for pages that exist."""
+    return {p.stem: f"book/{p.name}" for p in sorted((root / "book").glob("[0-9][0-9]_*.html"))}
+
+
 def _notebooks_section(root: Path) -> tuple[list[str], dict[str, str], set[str]]:
     """The last run's notebooks (status, seconds, missing data, a link to each executed notebook).
 
@@ -156,6 +161,7 @@ def _notebooks_section(root: Path) -> tuple[list[str], dict[str, str], set[str]]
     for st in statuses.values():
         for m in st.get("missing", []):
             missing.setdefault(m["dataset"], m["message"])
+    book = _book_links(root)
     if run:
         meta = run.get("meta", {})
         lines += [f"Last run: profile `{meta.get('profile')}`, seeds `{meta.get('seeds')}`, strict "
@@ -170,6 +176,8 @@ def _notebooks_section(root: Path) -> tuple[list[str], dict[str, str], set[str]]
                 exe = f"[ipynb]({published})"
             else:
                 exe = f"[ipynb](executed/{Path(nb['executed']).name})" if nb.get("executed") else ""
+            page = book.get(nb["name"])  # the book's page of it, when `make book` has built one
+            exe += f" / [book]({page})" if page else ""
             lines.append(f"| {nb['name']} | {nb['status']} | {nb['seconds']:.1f} | {miss} | {exe} |")
     elif statuses:
         lines += ["| notebook | status | profile | missing |", "|---|---|---|---|"]
