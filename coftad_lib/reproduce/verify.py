@@ -25,6 +25,7 @@ from typing import Any
 from ..engine.cells import Cell, compute_record
 from ..engine.data_identity import DataIds
 from ..engine.kernels import kernel_info
+from ..engine.migrate import record_cell
 from ..engine.testset_files import join_test_set
 from ..errors import COFTADInputError, DatasetNotFoundError, WeightsUnavailableError
 
@@ -45,9 +46,7 @@ def committed_records(cache_dir: str | os.PathLike) -> list[dict[str, Any]]:
 
 def cell_of(record: Mapping[str, Any]) -> Cell:
     """The :class:`Cell` whose work produced ``record`` (labels are not part of the work)."""
-    return Cell(table="verify", dataset=record["dataset"], task=record["task"], shots=int(record["shots"]),
-                method=record["method"], method_kwargs=record["method_kwargs"], seed=int(record["seed"]),
-                task_args=record["task_args"], kind=record.get("kind", "score"), data=record.get("data"))
+    return record_cell(record, table="verify")
 
 
 def kernel_mismatch(record: Mapping[str, Any], here: Mapping[str, str]) -> str:
